@@ -1,0 +1,136 @@
+# trellis — build, test, install, bench, fuzz.
+#
+#   make                 optimised build: build/rel/{libtrellis.a,libtrellis.so,trellis}
+#   make test            install missing Debian packages (as root), build with
+#                        ASan+UBSan and run the whole suite
+#   make bench           optimised build, then the benchmarks (JSON lines on stdout)
+#   make install         PREFIX=/usr/local DESTDIR=
+#   make deps            install the Debian packages the build and tests need
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCDIR ?= $(PREFIX)/include/trellis
+MANDIR ?= $(PREFIX)/share/man
+DESTDIR ?=
+
+CC ?= cc
+PKGS := libzmq libczmq libsodium msgpack lmdb avahi-client jansson
+DEB_PKGS := build-essential pkg-config libzmq3-dev libczmq-dev libsodium-dev libmsgpack-dev \
+	liblmdb-dev libavahi-client-dev libjansson-dev jq procps
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wno-missing-field-initializers -Werror
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(PKG_CFLAGS) -Icore -Istore -Iagent -Idiscovery
+REL_CFLAGS := $(BASE_CFLAGS) -O2 -g $(CFLAGS)
+SAN_CFLAGS := $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined $(CFLAGS)
+LIBS := $(PKG_LIBS) -lpthread
+
+LIB_SRC := $(wildcard core/*.c) $(wildcard store/*.c) $(wildcard discovery/*.c) $(wildcard agent/lib/*.c)
+CLI_SRC := $(wildcard agent/cli/*.c)
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+BENCH_SRC := $(wildcard tests/bench/bench_*.c)
+
+REL := build/rel
+SAN := build/san
+
+rel_obj = $(patsubst %.c,$(REL)/%.o,$(1))
+san_obj = $(patsubst %.c,$(SAN)/%.o,$(1))
+
+.PHONY: all test unit deps bench install uninstall clean check-deps san soak
+
+all: check-deps $(REL)/libtrellis.a $(REL)/libtrellis.so $(REL)/trellis
+
+check-deps:
+	@pkg-config --exists $(PKGS) || { echo "missing build dependencies; run 'make deps' (as root) or install: $(DEB_PKGS)" >&2; exit 1; }
+
+# ---- optimised build -----------------------------------------------------
+$(REL)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(REL)/libtrellis.a: $(call rel_obj,$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(REL)/libtrellis.so: $(call rel_obj,$(LIB_SRC))
+	$(CC) -shared -Wl,-soname,libtrellis.so.0 -o $@ $^ $(LIBS)
+
+$(REL)/trellis: $(call rel_obj,$(CLI_SRC)) $(REL)/libtrellis.a
+	$(CC) -o $@ $(call rel_obj,$(CLI_SRC)) $(REL)/libtrellis.a $(LIBS)
+
+$(REL)/bench/%: tests/bench/%.c $(REL)/libtrellis.a
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -Itests -o $@ $< $(REL)/libtrellis.a $(LIBS)
+
+# ---- sanitizer build (used by the tests) ---------------------------------
+$(SAN)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -MMD -MP -c $< -o $@
+
+$(SAN)/libtrellis.a: $(call san_obj,$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SAN)/trellis: $(call san_obj,$(CLI_SRC)) $(SAN)/libtrellis.a
+	$(CC) $(SAN_CFLAGS) -o $@ $(call san_obj,$(CLI_SRC)) $(SAN)/libtrellis.a $(LIBS)
+
+$(SAN)/unit/%: tests/unit/%.c tests/tr_test.h $(SAN)/libtrellis.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -Itests -o $@ $< $(SAN)/libtrellis.a $(LIBS)
+
+UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/unit/%,$(TEST_SRC))
+BENCH_BINS := $(patsubst tests/bench/%.c,$(REL)/bench/%,$(BENCH_SRC))
+
+san: check-deps $(SAN)/trellis $(UNIT_BINS)
+
+# ---- targets ---------------------------------------------------------------
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null || exit 1; \
+	  else echo "missing Debian packages:$$missing (run 'sudo make deps')" >&2; exit 1; fi; \
+	fi
+
+test: deps
+	@$(MAKE) --no-print-directory san
+	@TRELLIS_BUILD=$(SAN) tests/run.sh
+
+soak: deps
+	@$(MAKE) --no-print-directory san
+	@TRELLIS_BUILD=$(SAN) TRELLIS_SOAK=1 tests/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	@TRELLIS_BUILD=$(REL) tests/bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/core $(DESTDIR)$(INCDIR)/store $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 0755 $(REL)/trellis $(DESTDIR)$(BINDIR)/trellis
+	install -m 0644 $(REL)/libtrellis.a $(DESTDIR)$(LIBDIR)/libtrellis.a
+	install -m 0755 $(REL)/libtrellis.so $(DESTDIR)$(LIBDIR)/libtrellis.so.0
+	ln -sf libtrellis.so.0 $(DESTDIR)$(LIBDIR)/libtrellis.so
+	install -m 0644 core/tr_*.h $(DESTDIR)$(INCDIR)/core/
+	install -m 0644 store/tr_*.h $(DESTDIR)$(INCDIR)/store/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	  packaging/trellis.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/trellis.pc
+	@if [ -d packaging/man ]; then for m in packaging/man/*.[0-9]; do \
+	  s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/trellis $(DESTDIR)$(LIBDIR)/libtrellis.a $(DESTDIR)$(LIBDIR)/libtrellis.so \
+	  $(DESTDIR)$(LIBDIR)/libtrellis.so.0 $(DESTDIR)$(LIBDIR)/pkgconfig/trellis.pc
+	rm -rf $(DESTDIR)$(INCDIR)
+	@if [ -d packaging/man ]; then for m in packaging/man/*.[0-9]; do \
+	  s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done; fi
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,224 @@
+/*
+ * tr_store.h — a repository's op log in LMDB.
+ *
+ * Overview
+ *   One LMDB environment per repository (`.trellis/store/`). Ops are appended
+ *   in batches, each batch in one write transaction, and are found by hash, by
+ *   (branch, author, seq) and in each branch's integration order. Per branch the
+ *   store keeps, readable without scanning: the op count, the heads, the highest
+ *   lamport, and the version vector (author → highest contiguous seq and the
+ *   hash of that op).
+ *
+ *   Two ways in:
+ *     tr_store_write()     — local writes: the store assigns seq, lamport,
+ *                            prev and parents inside the write transaction (so
+ *                            the CLI and an agent may write at once) and signs
+ *                            the last op of the batch and every op whose seq is
+ *                            a multiple of TR_OP_SIGN_EVERY;
+ *     tr_store_integrate() — records from elsewhere (a peer, another replica):
+ *                            every hash recomputed, every signature checked,
+ *                            every causal rule enforced; each record is either
+ *                            integrated, recognised as a duplicate, or refused
+ *                            with a reason.
+ *
+ *   Layout on disk and the hash index's design are described in
+ *   docs/storage.md.
+ *
+ * Caveats
+ *   - Threads: a tr_store_t may be used from one thread at a time. Separate
+ *     processes may open the same store concurrently (LMDB's writer lock
+ *     serialises writes); tr_store_verify() uses worker threads internally.
+ *   - fork(): do not use a store opened before fork() in the child.
+ *   - Borrowed data: the tr_op_t and record bytes handed to a tr_visit_fn are
+ *     valid only during that call.
+ *   - Durability: every successful write/integrate has been fsync'ed before it
+ *     returns. On MDB_MAP_FULL the map is grown and the batch retried.
+ */
+#ifndef TR_STORE_H
+#define TR_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/tr_error.h"
+#include "../core/tr_identity.h"
+#include "../core/tr_op.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tr_store tr_store_t;
+
+#define TR_STORE_RDONLY 0x1u /* open read-only */
+
+/* How a branch integrates ops (from config.json branchPolicies). */
+typedef struct {
+    bool linear;          /* ops must extend the single head */
+    bool require_signing; /* unsigned, uncovered ops are refused */
+} tr_branch_policy_t;
+
+/* Policy lookup for a branch name. Must be pure and fast. */
+typedef void (*tr_policy_fn)(void *arg, const char *branch, size_t len,
+                             tr_branch_policy_t *out);
+
+/* Creates a new, empty store in directory `dir` (created if missing, mode
+ * 0700) for repository `repo_id`. TR_EEXIST if a store is already there.
+ * Caller owns *out. */
+int tr_store_create(const char *dir, const uint8_t repo_id[TR_REPO_ID_LEN], tr_store_t **out,
+                    tr_err_t *err) TR_MUST_CHECK;
+
+/* Opens an existing store. TR_ENOTREPO if `dir` holds none, TR_EVERSION if its
+ * format is newer than this build's. Caller owns *out. */
+int tr_store_open(const char *dir, unsigned flags, tr_store_t **out,
+                  tr_err_t *err) TR_MUST_CHECK;
+
+/* NULL-safe; closes the environment and sets *s to NULL. */
+void tr_store_destroy(tr_store_t **s);
+
+/* Sets the branch policy lookup. Without one, every branch is
+ * {linear=false, require_signing=true}. */
+void tr_store_set_policy(tr_store_t *s, tr_policy_fn fn, void *arg);
+
+/* The repository id (borrowed, 16 bytes). */
+const uint8_t *tr_store_repo_id(const tr_store_t *s);
+
+/* ---- Writing -------------------------------------------------------- */
+
+/* What a local writer supplies for one op; the store fills in the rest. */
+typedef struct {
+    const char *kind;
+    size_t kind_len;
+    const char *target;
+    size_t target_len;
+    const uint8_t *body; /* one canonical msgpack value */
+    size_t body_len;
+} tr_op_spec_t;
+
+/* Appends n ops by identity `id` to `branch` in one durable transaction.
+ * Op i gets seq = tip+1+i, prev = the author's previous op, lamport = branch
+ * max + 1 (+i), parents = the current heads (for op 0; at most 16, highest
+ * lamport first) or the op just before it in the batch.
+ * On a linear branch a writer always extends the single head.
+ * If hashes is non-NULL, hashes[i] receives op i's hash.
+ * All or nothing: on failure nothing is written. */
+int tr_store_write(tr_store_t *s, const char *branch, const tr_op_spec_t *specs, size_t n,
+                   const tr_identity_t *id, uint64_t wall_ms, uint8_t (*hashes)[TR_HASH_LEN],
+                   tr_err_t *err) TR_MUST_CHECK;
+
+/* A record to integrate (borrowed bytes). */
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+} tr_rec_t;
+
+/* Per-record outcome of tr_store_integrate. */
+enum { TR_INTEGRATED = 0, TR_DUPLICATE = 1 /* refused: a negative TR_E… code */ };
+
+/* Called for each refused record, in order, with the op's hash (NULL if the
+ * record did not decode), the code and a one-line reason. */
+typedef void (*tr_refuse_fn)(void *arg, size_t index, const uint8_t *hash, int code,
+                             const char *reason);
+
+/* Integrates records from elsewhere in one durable transaction, in the order
+ * given (which must be causal: parents and an author's earlier ops first; the
+ * ops of one batch may depend on each other). For each record:
+ *   - decode (canonical, limits) and recompute the hash;
+ *   - repo id must be this store's (TR_EREPO);
+ *   - already present → TR_DUPLICATE; same (branch, author, seq) with another
+ *     hash → TR_EEQUIVOCATION;
+ *   - seq must be the author's tip + 1 (TR_ESEQ) and prev its hash (TR_EPREV);
+ *   - every parent known on the same branch (TR_EPARENT); on a linear branch
+ *     parents must be exactly the current head (TR_EDIVERGED);
+ *   - lamport greater than every parent's and prev's (TR_ELAMPORT);
+ *   - a carried signature must verify (TR_ESIG); under require_signing an
+ *     unsigned op must be covered, within the batch, by a later validly signed
+ *     op of its author reached through prev links (TR_EUNSIGNED).
+ * Refused records are reported through `refuse` and skipped; the others are
+ * integrated. status[i] (if non-NULL) receives TR_INTEGRATED, TR_DUPLICATE or
+ * the refusal code. Returns TR_OK unless the store itself failed (then nothing
+ * was written). */
+int tr_store_integrate(tr_store_t *s, const tr_rec_t *recs, size_t n, int *status,
+                       tr_refuse_fn refuse, void *arg, tr_err_t *err) TR_MUST_CHECK;
+
+/* ---- Reading -------------------------------------------------------- */
+
+#define TR_BRANCH_HEADS_MAX 64
+
+typedef struct {
+    uint64_t count;   /* ops on the branch */
+    uint64_t lamport; /* highest lamport on the branch */
+    size_t nheads;    /* number of heads (may exceed TR_BRANCH_HEADS_MAX) */
+    uint8_t heads[TR_BRANCH_HEADS_MAX][TR_HASH_LEN]; /* first min(nheads,64), sorted */
+} tr_branch_info_t;
+
+/* Info on one branch. TR_ENOTFOUND if the branch has no ops. */
+int tr_store_branch(tr_store_t *s, const char *branch, tr_branch_info_t *out, tr_err_t *err);
+
+/* Calls fn for each branch in name order; fn returning non-zero stops. */
+typedef int (*tr_branch_fn)(void *arg, const char *name, const tr_branch_info_t *info);
+int tr_store_branches(tr_store_t *s, tr_branch_fn fn, void *arg, tr_err_t *err);
+
+/* Total ops over all branches (O(1)). */
+int tr_store_count(tr_store_t *s, uint64_t *count, tr_err_t *err);
+
+/* Version vector of a branch: fn per author in key order. */
+typedef int (*tr_vv_fn)(void *arg, const uint8_t author[TR_KEY_LEN], uint64_t seq,
+                        const uint8_t hash[TR_HASH_LEN]);
+int tr_store_vv(tr_store_t *s, const char *branch, tr_vv_fn fn, void *arg, tr_err_t *err);
+
+/* Copies the record of op `hash` into rec (reset first). If branch/pos are
+ * non-NULL they receive the op's branch name (NUL-terminated, ≤255 bytes) and
+ * its 1-based position in the branch's integration order. */
+int tr_store_get(tr_store_t *s, const uint8_t hash[TR_HASH_LEN], tr_buf_t *rec,
+                 char branch[TR_BRANCH_MAX + 1], uint64_t *pos, tr_err_t *err);
+
+/* Copies the record of (branch, author, seq). */
+int tr_store_get_seq(tr_store_t *s, const char *branch, const uint8_t author[TR_KEY_LEN],
+                     uint64_t seq, tr_buf_t *rec, tr_err_t *err);
+
+/* Resolves a hex prefix (at least 4 digits) to a full hash. TR_ENOTFOUND, or
+ * TR_EINVAL if it is ambiguous or not hex. */
+int tr_store_resolve(tr_store_t *s, const char *hex, uint8_t hash[TR_HASH_LEN], tr_err_t *err);
+
+/* Visits ops of a branch in integration order within one read transaction.
+ * The op is decoded and its hash set; rec/len are its record bytes; pos its
+ * 1-based position. Return non-zero from fn to stop (that value is returned). */
+typedef int (*tr_visit_fn)(void *arg, const tr_op_t *op, const uint8_t *rec, size_t len,
+                           uint64_t pos);
+
+/* Ascending from position after+1 (after = 0: from the start). */
+int tr_store_iter(tr_store_t *s, const char *branch, uint64_t after, tr_visit_fn fn, void *arg,
+                  tr_err_t *err);
+
+/* Descending from the newest op, at most `limit` ops (0 = all). */
+int tr_store_iter_rev(tr_store_t *s, const char *branch, uint64_t limit, tr_visit_fn fn,
+                      void *arg, tr_err_t *err);
+
+/* ---- Checking -------------------------------------------------------- */
+
+typedef struct {
+    uint64_t ops;        /* ops checked */
+    uint64_t signatures; /* signatures verified */
+    uint64_t bad;        /* ops reported */
+} tr_verify_stats_t;
+
+/* Called for each bad op found by tr_store_verify. */
+typedef void (*tr_verify_fn)(void *arg, const char *branch, uint64_t pos,
+                             const uint8_t hash[TR_HASH_LEN], int code, const char *reason);
+
+/* Re-checks the whole store in one read snapshot: every record decodes, its
+ * hash matches and is indexed, seq/prev chains are unbroken, parents are known
+ * and earlier, lamports increase, every signature verifies, and (on branches
+ * that require signing) every op is covered by a signature. Uses `threads`
+ * worker threads for hashing and signatures (0 = number of CPUs). Memory does
+ * not grow with the log. Returns TR_OK if it could check (even when bad ops
+ * were found; see stats->bad). */
+int tr_store_verify(tr_store_t *s, unsigned threads, tr_verify_fn report, void *arg,
+                    tr_verify_stats_t *stats, tr_err_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
