@@ -28,7 +28,7 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(PKG_CFLAGS) -Icore -Istore
 REL_CFLAGS := $(BASE_CFLAGS) -O2 -g $(CFLAGS)
 SAN_CFLAGS := $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined $(CFLAGS)
-LIBS := $(PKG_LIBS) -lpthread
+LIBS := $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC := $(wildcard core/*.c) $(wildcard store/*.c) $(wildcard discovery/*.c) $(wildcard agent/lib/*.c)
 CLI_SRC := $(wildcard agent/cli/*.c)
@@ -81,7 +81,7 @@ $(SAN)/trellis: $(call san_obj,$(CLI_SRC)) $(SAN)/libtrellis.a
 
 $(SAN)/unit/%: tests/unit/%.c tests/tr_test.h $(SAN)/libtrellis.a
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN_CFLAGS) -Itests -o $@ $< $(SAN)/libtrellis.a $(LIBS)
+	$(CC) $(SAN_CFLAGS) -Itests -DTR_SRCDIR='"$(CURDIR)"' -o $@ $< $(SAN)/libtrellis.a $(LIBS)
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/unit/%,$(TEST_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(REL)/bench/%,$(BENCH_SRC))
