@@ -18,7 +18,7 @@ DESTDIR ?=
 CC ?= cc
 PKGS := libzmq libczmq libsodium msgpack lmdb avahi-client jansson
 DEB_PKGS := build-essential pkg-config libzmq3-dev libczmq-dev libsodium-dev libmsgpack-dev \
-	liblmdb-dev libavahi-client-dev libjansson-dev jq procps
+	liblmdb-dev libavahi-client-dev libjansson-dev jq procps bc
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -41,7 +41,7 @@ SAN := build/san
 rel_obj = $(patsubst %.c,$(REL)/%.o,$(1))
 san_obj = $(patsubst %.c,$(SAN)/%.o,$(1))
 
-.PHONY: all test unit deps bench install uninstall clean check-deps san soak
+.PHONY: all test deps bench demo install uninstall clean check-deps san soak
 
 all: check-deps $(REL)/libtrellis.a $(REL)/libtrellis.so $(REL)/trellis
 
@@ -105,6 +105,24 @@ test: deps
 soak: deps
 	@$(MAKE) --no-print-directory san
 	@TRELLIS_BUILD=$(SAN) TRELLIS_SOAK=1 tests/run.sh
+
+# The Quick start's first command: build, then create a demo repository,
+# append ops and show the log (state under build/demo, nothing else touched).
+DEMO := build/demo
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@rm -rf $(DEMO)
+	@set -e; export TRELLIS_HOME=$(CURDIR)/$(DEMO)/home; t=$(CURDIR)/$(REL)/trellis; r=$(DEMO)/repo; \
+	echo "\$$ trellis init $$r"; $$t init $$r; \
+	echo "\$$ trellis id"; $$t id; \
+	echo "\$$ trellis op add --kind app.note --target readme --body '{\"text\":\"hello\"}'"; \
+	$$t -C $$r op add --kind app.note --target readme --body '{"text":"hello"}'; \
+	echo "\$$ trellis op import (3 ops as JSON lines)"; \
+	for i in 1 2 3; do echo "{\"kind\":\"app.note\",\"target\":\"note-$$i\",\"body\":{\"text\":\"note $$i\"}}"; done \
+	  | $$t -C $$r op import -; \
+	echo "\$$ trellis log"; $$t -C $$r log; \
+	echo "\$$ trellis verify"; $$t -C $$r verify; \
+	echo "\$$ trellis sync status"; $$t -C $$r sync status
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
