@@ -16,9 +16,9 @@ MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 
 CC ?= cc
-PKGS := libzmq libczmq libsodium msgpack lmdb avahi-client jansson
+PKGS := libzmq libczmq libsodium msgpack lmdb avahi-client jansson libzstd
 DEB_PKGS := build-essential pkg-config libzmq3-dev libczmq-dev libsodium-dev libmsgpack-dev \
-	liblmdb-dev libavahi-client-dev libjansson-dev jq procps bc
+	liblmdb-dev libavahi-client-dev libjansson-dev libzstd-dev jq procps bc
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)

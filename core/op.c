@@ -31,6 +31,11 @@ bool tr_op_kind_valid(const char *kind, size_t len)
     return true;
 }
 
+bool tr_op_branch_valid(const char *name, size_t len)
+{
+    return len > 0 && len <= TR_BRANCH_MAX && text_ok(name, len);
+}
+
 void tr_hash_short(char *out, const uint8_t hash[TR_HASH_LEN], size_t n)
 {
     char full[2 * TR_HASH_LEN + 1];
@@ -44,10 +49,8 @@ void tr_hash_short(char *out, const uint8_t hash[TR_HASH_LEN], size_t n)
  * fields are in a tr_op_t. Returns a code and a static reason. */
 static int op_check(const tr_op_t *op, const char **why)
 {
-    if (op->branch_len == 0 || op->branch_len > TR_BRANCH_MAX)
-        return *why = "branch must be 1 to 255 bytes", TR_EINVAL;
-    if (!text_ok(op->branch, op->branch_len))
-        return *why = "branch must be printable UTF-8", TR_EINVAL;
+    if (!tr_op_branch_valid(op->branch, op->branch_len))
+        return *why = "branch must be 1 to 255 bytes of printable UTF-8", TR_EINVAL;
     if (op->seq == 0) return *why = "seq must be at least 1", TR_ESEQ;
     if (op->lamport == 0) return *why = "lamport must be at least 1", TR_ELAMPORT;
     if ((op->seq == 1) == op->has_prev)

@@ -112,6 +112,9 @@ int tr_op_order(const tr_op_t *a, const tr_op_t *b);
  * letter, no empty dot segments. */
 bool tr_op_kind_valid(const char *kind, size_t len);
 
+/* True if a branch name is valid: 1..255 bytes of printable UTF-8. */
+bool tr_op_branch_valid(const char *name, size_t len);
+
 /* Short display form of a hash: the first `n` hex digits (n ≤ 64). */
 void tr_hash_short(char *out, const uint8_t hash[TR_HASH_LEN], size_t n);
 
