@@ -76,6 +76,16 @@ typedef struct {
     uint8_t hash[TR_HASH_LEN]; /* set by encode and decode */
 } tr_op_t;
 
+/* An op record in borrowed bytes. */
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+} tr_rec_t;
+
+/* Per-record outcome of integrating records (store, sync): TR_INTEGRATED,
+ * TR_DUPLICATE, or a negative TR_E… refusal code. */
+enum { TR_INTEGRATED = 0, TR_DUPLICATE = 1 };
+
 /* Checks every field of `op` against the rules of §Ops (lengths, kind
  * alphabet, UTF-8, sorted parents, seq/prev agreement, canonical body).
  * Returns TR_OK or a code with a reason in `err`. */

@@ -107,14 +107,7 @@ int tr_store_write(tr_store_t *s, const char *branch, const tr_op_spec_t *specs,
                    const tr_identity_t *id, uint64_t wall_ms, uint8_t (*hashes)[TR_HASH_LEN],
                    tr_err_t *err) TR_MUST_CHECK;
 
-/* A record to integrate (borrowed bytes). */
-typedef struct {
-    const uint8_t *data;
-    size_t len;
-} tr_rec_t;
-
-/* Per-record outcome of tr_store_integrate. */
-enum { TR_INTEGRATED = 0, TR_DUPLICATE = 1 /* refused: a negative TR_E… code */ };
+/* tr_rec_t, TR_INTEGRATED and TR_DUPLICATE are declared in core/tr_op.h. */
 
 /* Called for each refused record, in order, with the op's hash (NULL if the
  * record did not decode), the code and a one-line reason. */
