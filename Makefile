@@ -4,6 +4,7 @@
 #   make test            install missing Debian packages (as root), build with
 #                        ASan+UBSan and run the whole suite
 #   make bench           optimised build, then the benchmarks (JSON lines on stdout)
+#   make fuzz            libFuzzer harnesses, FUZZ_SECONDS (default 60) each
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make deps            install the Debian packages the build and tests need
 
@@ -41,7 +42,7 @@ SAN := build/san
 rel_obj = $(patsubst %.c,$(REL)/%.o,$(1))
 san_obj = $(patsubst %.c,$(SAN)/%.o,$(1))
 
-.PHONY: all test deps bench demo install uninstall clean check-deps san soak
+.PHONY: all test deps bench demo fuzz install uninstall clean check-deps san soak
 
 all: check-deps $(REL)/libtrellis.a $(REL)/libtrellis.so $(REL)/trellis
 
@@ -127,6 +128,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@TRELLIS_BUILD=$(REL) tests/bench/run.sh
+
+# libFuzzer harnesses for every decoder of outside bytes (FUZZ_SECONDS each).
+fuzz: deps
+	@for p in clang libclang-rt-14-dev; do dpkg -s $$p >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$p >/dev/null; }; done
+	@tests/fuzz/run.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/core $(DESTDIR)$(INCDIR)/store $(DESTDIR)$(LIBDIR)/pkgconfig
