@@ -33,6 +33,9 @@ LIBS := $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC := $(wildcard core/*.c) $(wildcard store/*.c) $(wildcard discovery/*.c) $(wildcard agent/lib/*.c)
 CLI_SRC := $(wildcard agent/cli/*.c)
+DAEMON_SRC := $(wildcard agent/daemon/*.c)
+REL_DAEMON := $(if $(DAEMON_SRC),$(REL)/trellisd)
+SAN_DAEMON := $(if $(DAEMON_SRC),$(SAN)/trellisd)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 
@@ -44,7 +47,7 @@ san_obj = $(patsubst %.c,$(SAN)/%.o,$(1))
 
 .PHONY: all test deps bench demo fuzz install uninstall clean check-deps san soak
 
-all: check-deps $(REL)/libtrellis.a $(REL)/libtrellis.so $(REL)/trellis
+all: check-deps $(REL)/libtrellis.a $(REL)/libtrellis.so $(REL)/trellis $(REL_DAEMON)
 
 check-deps:
 	@pkg-config --exists $(PKGS) || { echo "missing build dependencies; run 'make deps' (as root) or install: $(DEB_PKGS)" >&2; exit 1; }
@@ -64,6 +67,9 @@ $(REL)/libtrellis.so: $(call rel_obj,$(LIB_SRC))
 $(REL)/trellis: $(call rel_obj,$(CLI_SRC)) $(REL)/libtrellis.a
 	$(CC) -o $@ $(call rel_obj,$(CLI_SRC)) $(REL)/libtrellis.a $(LIBS)
 
+$(REL)/trellisd: $(call rel_obj,$(DAEMON_SRC)) $(REL)/libtrellis.a
+	$(CC) -o $@ $(call rel_obj,$(DAEMON_SRC)) $(REL)/libtrellis.a $(LIBS)
+
 $(REL)/bench/%: tests/bench/%.c $(REL)/libtrellis.a
 	@mkdir -p $(dir $@)
 	$(CC) $(REL_CFLAGS) -Itests -o $@ $< $(REL)/libtrellis.a $(LIBS)
@@ -80,6 +86,9 @@ $(SAN)/libtrellis.a: $(call san_obj,$(LIB_SRC))
 $(SAN)/trellis: $(call san_obj,$(CLI_SRC)) $(SAN)/libtrellis.a
 	$(CC) $(SAN_CFLAGS) -o $@ $(call san_obj,$(CLI_SRC)) $(SAN)/libtrellis.a $(LIBS)
 
+$(SAN)/trellisd: $(call san_obj,$(DAEMON_SRC)) $(SAN)/libtrellis.a
+	$(CC) $(SAN_CFLAGS) -o $@ $(call san_obj,$(DAEMON_SRC)) $(SAN)/libtrellis.a $(LIBS)
+
 $(SAN)/unit/%: tests/unit/%.c tests/tr_test.h $(SAN)/libtrellis.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -Itests -DTR_SRCDIR='"$(CURDIR)"' -o $@ $< $(SAN)/libtrellis.a $(LIBS)
@@ -87,7 +96,7 @@ $(SAN)/unit/%: tests/unit/%.c tests/tr_test.h $(SAN)/libtrellis.a
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/unit/%,$(TEST_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(REL)/bench/%,$(BENCH_SRC))
 
-san: check-deps $(SAN)/trellis $(UNIT_BINS)
+san: check-deps $(SAN)/trellis $(SAN_DAEMON) $(UNIT_BINS)
 
 # ---- targets ---------------------------------------------------------------
 deps:
@@ -138,6 +147,7 @@ fuzz: deps
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/core $(DESTDIR)$(INCDIR)/store $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 0755 $(REL)/trellis $(DESTDIR)$(BINDIR)/trellis
+	install -m 0755 $(REL)/trellisd $(DESTDIR)$(BINDIR)/trellisd
 	install -m 0644 $(REL)/libtrellis.a $(DESTDIR)$(LIBDIR)/libtrellis.a
 	install -m 0755 $(REL)/libtrellis.so $(DESTDIR)$(LIBDIR)/libtrellis.so.0
 	ln -sf libtrellis.so.0 $(DESTDIR)$(LIBDIR)/libtrellis.so
@@ -149,7 +159,7 @@ install: all
 	  s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/trellis $(DESTDIR)$(LIBDIR)/libtrellis.a $(DESTDIR)$(LIBDIR)/libtrellis.so \
+	rm -f $(DESTDIR)$(BINDIR)/trellis $(DESTDIR)$(BINDIR)/trellisd $(DESTDIR)$(LIBDIR)/libtrellis.a $(DESTDIR)$(LIBDIR)/libtrellis.so \
 	  $(DESTDIR)$(LIBDIR)/libtrellis.so.0 $(DESTDIR)$(LIBDIR)/pkgconfig/trellis.pc
 	rm -rf $(DESTDIR)$(INCDIR)
 	@if [ -d packaging/man ]; then for m in packaging/man/*.[0-9]; do \

@@ -719,6 +719,42 @@ static int on_ack(tr_sync_t *s, const tr_frame_t *f, tr_err_t *err)
 
 /* ---- entry points ----------------------------------------------------- */
 
+/* Recomputes the shared repositories (peer's hello ∩ what we serve now) and
+ * sends a have for each one that was not shared before. */
+static int reshare(tr_sync_t *s, tr_err_t *err)
+{
+    const tr_frame_t *h = &s->peer_hello;
+    uint8_t(*old)[TR_REPO_ID_LEN] = s->shared;
+    size_t nold = s->nshared;
+    s->shared = calloc(h->nrepos ? h->nrepos : 1, TR_REPO_ID_LEN);
+    s->nshared = 0;
+    if (!s->shared) {
+        s->shared = old, s->nshared = nold;
+        return tr_err_set(err, TR_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < h->nrepos; i++)
+        if (s->h.serves(s->h.host, h->repos[i]))
+            memcpy(s->shared[s->nshared++], h->repos[i], TR_REPO_ID_LEN);
+    int rc = TR_OK;
+    for (size_t i = 0; i < s->nshared && !rc; i++) {
+        bool was = false;
+        for (size_t j = 0; j < nold && !was; j++)
+            was = memcmp(old[j], s->shared[i], TR_REPO_ID_LEN) == 0;
+        if (!was) rc = tr_sync_changed(s, s->shared[i], NULL, err);
+    }
+    free(old);
+    return rc ? rc : tr_sync_pump(s, err);
+}
+
+int tr_sync_served_changed(tr_sync_t *s, tr_err_t *err)
+{
+    if (!s->started) return TR_OK;
+    s->started = false;
+    int rc = tr_sync_start(s, err); /* a new hello with the served set */
+    if (rc || !s->got_hello) return rc;
+    return reshare(s, err);
+}
+
 static int on_hello(tr_sync_t *s, tr_frame_t *f, tr_err_t *err)
 {
     if (f->max_version < TR_PROTO_MIN_VERSION || f->min_version > TR_PROTO_VERSION) {
@@ -729,17 +765,13 @@ static int on_hello(tr_sync_t *s, tr_frame_t *f, tr_err_t *err)
                           (unsigned long long)f->min_version,
                           (unsigned long long)f->max_version, text + 7);
     }
-    s->shared = calloc(f->nrepos ? f->nrepos : 1, TR_REPO_ID_LEN);
-    if (!s->shared) return tr_err_set(err, TR_ENOMEM, "out of memory");
-    for (size_t i = 0; i < f->nrepos; i++)
-        if (s->h.serves(s->h.host, f->repos[i]))
-            memcpy(s->shared[s->nshared++], f->repos[i], TR_REPO_ID_LEN);
+    tr_frame_clear(&s->peer_hello);
     s->peer_hello = *f;
     memset(f, 0, sizeof *f); /* ownership moved */
     s->got_hello = true;
     tr_sync_event_t ev = {.type = TR_SYNC_EV_HELLO, .hello = &s->peer_hello};
     emit(s, &ev);
-    return tr_sync_tick(s, err);
+    return reshare(s, err);
 }
 
 int tr_sync_recv(tr_sync_t *s, const uint8_t *buf, size_t len, tr_err_t *err)
@@ -761,7 +793,7 @@ int tr_sync_recv(tr_sync_t *s, const uint8_t *buf, size_t len, tr_err_t *err)
                                       : violation(s, TR_EPROTO, err, "expected hello first");
     } else {
         switch (f.type) {
-        case TR_FRAME_HELLO: rc = violation(s, TR_EPROTO, err, "second hello"); break;
+        case TR_FRAME_HELLO: rc = on_hello(s, &f, err); break;
         case TR_FRAME_HAVE: rc = on_have(s, &f, err); break;
         case TR_FRAME_WANT: rc = on_want(s, &f, err); break;
         case TR_FRAME_OPS: rc = on_ops(s, &f, err); break;

@@ -152,6 +152,10 @@ int tr_sync_recv(tr_sync_t *s, const uint8_t *frame, size_t len, tr_err_t *err);
 int tr_sync_changed(tr_sync_t *s, const uint8_t repo[TR_REPO_ID_LEN], const char *branch,
                     tr_err_t *err);
 
+/* The set of repositories this agent serves changed: queues a new hello
+ * (docs/protocol.md §3.2) and a have for every newly shared repository. */
+int tr_sync_served_changed(tr_sync_t *s, tr_err_t *err);
+
 /* Anti-entropy: queues a full `have` for every shared repository. */
 int tr_sync_tick(tr_sync_t *s, tr_err_t *err);
 
