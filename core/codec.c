@@ -163,6 +163,7 @@ static int rd_integer(tr_rd_t *r, uint64_t *u, bool *neg)
         return TR_OK;
     }
     static const uint64_t umin[4] = {128, 256, 65536, 4294967296ULL};
+    v = 0;
     if (t >= 0xcc && t <= 0xcf) {
         r->p++;
         if (rd_be(r, (size_t)1 << (t - 0xcc), &v)) return r->code;
@@ -310,8 +311,8 @@ static int rd_any(tr_rd_t *r, int depth)
     if (rd_peek(r, &t)) return r->code;
     if (depth > TR_MP_MAX_DEPTH) return tr_rd_fail(r, TR_ETOOBIG, "nesting too deep");
     if (t <= 0x7f || t >= 0xe0 || (t >= 0xcc && t <= 0xd3)) {
-        uint64_t u;
-        bool neg;
+        uint64_t u = 0;
+        bool neg = false;
         return rd_integer(r, &u, &neg);
     }
     if ((t >= 0xa0 && t <= 0xbf) || (t >= 0xd9 && t <= 0xdb)) {

@@ -67,9 +67,9 @@ int main(void)
     json_array_append_new(all, vec("first op of an author: seq 1, no prev, no parents, signed", seed_a,
                                    &o1, 1, "{\"field\":\"title\",\"value\":\"Hello\"}"));
 
-    /* ["urn:s","urn:p","o"] */
-    static const uint8_t body2[] = {0x93, 0xa5, 'u', 'r', 'n', ':', 's', 0xa5, 'u', 'r', 'n', ':',
-                                    'p', 0xa1, 'o'};
+    /* {"o":"o","p":"urn:p","s":"urn:s"} */
+    static const uint8_t body2[] = {0x83, 0xa1, 'o', 0xa1, 'o', 0xa1, 'p', 0xa5, 'u', 'r', 'n',
+                                    ':', 'p', 0xa1, 's', 0xa5, 'u', 'r', 'n', ':', 's'};
     tr_op_t o2 = {.branch = "main", .branch_len = 4, .seq = 2, .lamport = 2,
                   .wall_ms = 1763800000001ULL, .nparents = 1, .has_prev = true,
                   .kind = "triple.add", .kind_len = 10, .target = "urn:s", .target_len = 5,
@@ -78,7 +78,7 @@ int main(void)
     memcpy(o2.parents[0], o1.hash, 32);
     memcpy(o2.prev, o1.hash, 32);
     json_array_append_new(all, vec("seq 2, chained to seq 1 by prev and parent, unsigned", seed_a,
-                                   &o2, 0, "[\"urn:s\",\"urn:p\",\"o\"]"));
+                                   &o2, 0, "{\"o\":\"o\",\"p\":\"urn:p\",\"s\":\"urn:s\"}"));
 
     /* {"a":-1,"b":300,"c":1.5,"d":[true,false,null],"e":{"x":"ü"}} */
     static const uint8_t body3[] = {0x85, 0xa1, 'a', 0xff, 0xa1, 'b', 0xcd, 0x01, 0x2c, 0xa1, 'c',
