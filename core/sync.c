@@ -828,3 +828,11 @@ int tr_sync_tick(tr_sync_t *s, tr_err_t *err)
     }
     return tr_sync_pump(s, err);
 }
+
+void tr_sync_peer_branches(const tr_sync_t *s, tr_sync_branch_fn fn, void *arg)
+{
+    for (size_t i = 0; i < s->nbr; i++) {
+        const br_t *b = s->br[i];
+        if (b->peer_known && fn(arg, b->repo, b->branch, b->peer_count)) return;
+    }
+}

@@ -173,6 +173,12 @@ bool tr_sync_established(const tr_sync_t *s);
  * outbox (used by tests and `sync now` to detect quiescence). */
 bool tr_sync_idle(const tr_sync_t *s);
 
+/* Calls fn for each branch the peer reported in a `have`, with the op count
+ * it reported (for progress displays). fn returning non-zero stops. */
+typedef int (*tr_sync_branch_fn)(void *arg, const uint8_t repo[TR_REPO_ID_LEN],
+                                 const char *branch, uint64_t peer_count);
+void tr_sync_peer_branches(const tr_sync_t *s, tr_sync_branch_fn fn, void *arg);
+
 /* The peer's hello (valid once established), or NULL. */
 const tr_frame_t *tr_sync_peer_hello(const tr_sync_t *s);
 

@@ -55,6 +55,7 @@ typedef struct {
 
 /* A peer the agent knows: configured, discovered, or a key that knocked. */
 typedef struct {
+    agent_t *agent;               /* back-pointer, set by peers_add/peers_knock */
     bool has_key;                 /* false for a knock: only the CURVE key is known */
     uint8_t key[TR_KEY_LEN];      /* Ed25519 identity */
     uint8_t curve[32];            /* CURVE public key */
@@ -103,11 +104,14 @@ struct agent {
     char trustdir[4096];   /* CURVE public certs of trusted peers, for zauth */
     served_t **repos;
     size_t nrepos;
+    char **cfg_repos;      /* repository paths listed in agent.json (peers.c fills, repos.c opens) */
+    size_t ncfg_repos;
     peer_t **peers;
     size_t npeers;
     session_t **sessions;
     size_t nsessions;
     bool stopping;
+    bool retry_armed;      /* a flush retry timer is pending */
 };
 
 /* ---- agent.c ---------------------------------------------------------- */
@@ -126,8 +130,10 @@ void agent_reshare(agent_t *a);
 void agent_flush(agent_t *a);
 /* Rewrites the zauth trust directory from the peer table. */
 int agent_write_trust(agent_t *a, tr_err_t *err);
-/* Anti-entropy round on every session now; true when all are idle. */
+/* True when every established session is idle (nothing in flight). */
 bool agent_sessions_idle(const agent_t *a);
+/* Receives the protocol events of a session (host.c forwards them). */
+void agent_sync_event(session_t *s, const tr_sync_event_t *ev);
 int64_t agent_now_ms(void); /* monotonic */
 
 /* ---- peers.c ---------------------------------------------------------- */
