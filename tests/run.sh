@@ -52,7 +52,7 @@ for t in "$build"/unit/test_*; do
     [ -n "$filter" ] && [[ $(basename "$t") != *$filter* ]] && continue
     run_one "unit/$(basename "$t")" "$t"
 done
-for t in "$here"/cli/*.sh; do
+for t in "$here"/cli/test_*.sh; do
     [ -f "$t" ] || continue
     [ -n "$filter" ] && [[ $(basename "$t") != *$filter* ]] && continue
     run_one "cli/$(basename "$t")" bash "$t"
