@@ -34,8 +34,8 @@ LIBS := $(PKG_LIBS) -lpthread -lm
 LIB_SRC := $(wildcard core/*.c) $(wildcard store/*.c) $(wildcard discovery/*.c) $(wildcard agent/lib/*.c)
 CLI_SRC := $(wildcard agent/cli/*.c)
 DAEMON_SRC := $(wildcard agent/daemon/*.c)
-REL_DAEMON := $(if $(wildcard agent/daemon/main.c),$(REL)/trellisd)
-SAN_DAEMON := $(if $(wildcard agent/daemon/main.c),$(SAN)/trellisd)
+REL_DAEMON = $(if $(wildcard agent/daemon/main.c),$(REL)/trellisd)
+SAN_DAEMON = $(if $(wildcard agent/daemon/main.c),$(SAN)/trellisd)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 

@@ -68,7 +68,7 @@ static session_t *session_new(agent_t *a, peer_t *p, bool inbound, zsock_t *sock
     s->inbound = inbound;
     s->sock = sock;
     if (rid_len > sizeof s->rid) rid_len = sizeof s->rid;
-    memcpy(s->rid, rid, rid_len);
+    if (rid_len) memcpy(s->rid, rid, rid_len);
     s->rid_len = rid_len;
     s->last_rx_ms = agent_now_ms();
     tr_sync_host_t h;
