@@ -34,6 +34,28 @@ static const char *peer_label(const peer_t *p, char buf[TR_FINGERPRINT_STRLEN + 
     return buf;
 }
 
+void agent_event(agent_t *a, const char *type, const peer_t *p, json_t *fields)
+{
+    if (!fields) fields = json_object();
+    if (p && p->has_key) {
+        char id[TR_PEER_ID_STRLEN + 1];
+        tr_peer_id(id, p->key);
+        json_object_set_new(fields, "peer", json_string(id));
+        if (p->name[0]) json_object_set_new(fields, "name", json_string(p->name));
+    }
+    tr_events_emit(a->events, type, fields);
+}
+
+static json_t *repo_field(json_t *o, const uint8_t *repo)
+{
+    if (repo) {
+        char hex[2 * TR_REPO_ID_LEN + 1];
+        tr_hex(hex, repo, TR_REPO_ID_LEN);
+        json_object_set_new(o, "repo", json_string(hex));
+    }
+    return o;
+}
+
 /* Applies the socket options every trellis socket shares. */
 static void sock_common(zsock_t *s)
 {
@@ -225,6 +247,7 @@ static int on_router(zloop_t *loop, zsock_t *sock, void *arg)
         }
         char fp[TR_FINGERPRINT_STRLEN + 1];
         tr_log_info("peer %s (%s) connected to us", peer_label(p, fp), p->name);
+        agent_event(a, "peer.connected", p, json_pack("{s:s}", "direction", "in"));
     }
     session_recv(s, zframe_data(body), zframe_size(body));
     zmsg_destroy(&m);
@@ -266,10 +289,13 @@ static int on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
         agent_reap(a);
         p->out = session_new(a, p, false, p->dealer, NULL, 0);
         tr_log_info("connected to peer %s (%s) at %s", peer_label(p, fp), p->name, p->endpoint);
+        agent_event(a, "peer.connected", p,
+                    json_pack("{s:s,s:s}", "direction", "out", "endpoint", p->endpoint));
     } else if (event == ZMQ_EVENT_DISCONNECTED) {
         if (p->out) {
             tr_log_info("peer %s (%s) disconnected", peer_label(p, fp), p->name);
             p->out->dead = true;
+            agent_event(a, "peer.disconnected", p, NULL);
         }
     } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
         tr_log_warn("peer %s at %s refused us: it does not trust this agent's key",
@@ -442,10 +468,18 @@ void agent_sync_event(session_t *s, const tr_sync_event_t *ev)
         tr_log_debug("hello from %s (%s): %zu repositories", who, hf->name, hf->nrepos);
         break;
     }
-    case TR_SYNC_EV_REFUSED:
+    case TR_SYNC_EV_REFUSED: {
+        char full[2 * TR_HASH_LEN + 1] = "";
+        if (ev->hash) tr_hex(full, ev->hash, TR_HASH_LEN);
         tr_log_warn("refused op %s from %s on %s: %s", h, who, ev->branch ? ev->branch : "?",
                     ev->text ? ev->text : tr_strerror(ev->code));
+        agent_event(s->a, "op.refused", s->peer,
+                    repo_field(json_pack("{s:s?,s:s?,s:s,s:s}", "branch", ev->branch, "hash",
+                                         full[0] ? full : NULL, "reason", tr_wire_reason(ev->code),
+                                         "text", ev->text ? ev->text : tr_strerror(ev->code)),
+                               ev->repo));
         break;
+    }
     case TR_SYNC_EV_NACKED:
         tr_log_warn("peer %s refused %s%s: %s (%s)", who, h[0] ? "op " : "our request",
                     h, ev->reason, ev->text ? ev->text : "");
@@ -453,10 +487,17 @@ void agent_sync_event(session_t *s, const tr_sync_event_t *ev)
     case TR_SYNC_EV_DIVERGED:
         tr_log_warn("branch %s diverged from peer %s: not merged (linear branch)",
                     ev->branch ? ev->branch : "?", who);
+        agent_event(s->a, "branch.diverged", s->peer,
+                    repo_field(json_pack("{s:s?,s:s?}", "branch", ev->branch, "text", ev->text),
+                               ev->repo));
         break;
     case TR_SYNC_EV_RECEIVED: {
         tr_log_debug("received %llu ops on %s from %s", (unsigned long long)ev->count,
                      ev->branch, who);
+        agent_event(s->a, "ops.received", s->peer,
+                    repo_field(json_pack("{s:s,s:I}", "branch", ev->branch, "count",
+                                         (json_int_t)ev->count),
+                               ev->repo));
         /* Tell the other peers: what we integrated is new to them too. */
         served_t *r = ev->repo ? repos_find_id(s->a, ev->repo) : NULL;
         if (r) {
@@ -472,6 +513,10 @@ void agent_sync_event(session_t *s, const tr_sync_event_t *ev)
     }
     case TR_SYNC_EV_COMPLETE:
         tr_log_debug("sync of %s with %s complete", ev->branch, who);
+        agent_event(s->a, "sync.complete", s->peer,
+                    repo_field(json_pack("{s:s,s:I}", "branch", ev->branch, "count",
+                                         (json_int_t)ev->count),
+                               ev->repo));
         break;
     case TR_SYNC_EV_PROGRESS:
         break;
@@ -537,6 +582,9 @@ int agent_new(agent_t **out, const char *listen, bool discovery, int verbose, tr
     snprintf(a->trustdir, sizeof a->trustdir, "%s/trusted", tr_home_state(a->home));
     if ((rc = tr_home_mkdir(tr_home_state(a->home), err)) || (rc = agent_write_trust(a, err)))
         goto fail;
+    tr_err_t eerr;
+    if (tr_events_open(tr_home_state(a->home), &a->events, &eerr))
+        tr_log_warn("events are not recorded: %s", eerr.msg);
     a->auth = zactor_new(zauth, NULL);
     if (!a->auth) {
         rc = tr_err_set(err, TR_EIO, "cannot start the ZAP handler");
@@ -594,9 +642,13 @@ int agent_run(agent_t *a)
     tr_peer_id(id, tr_identity_public(a->id));
     tr_log_info("trellisd %s listening on %s as %s (%s), serving %zu repositories", a->name,
                 a->bound, id, a->discovery ? "discovery on" : "discovery off", a->nrepos);
+    agent_event(a, "agent.started", NULL,
+                json_pack("{s:s,s:s,s:s,s:b}", "listen", a->bound, "self", id, "agent", a->name,
+                          "discovery", a->discovery));
     zloop_start(a->loop); /* returns on SIGINT/SIGTERM (zsys_interrupted) */
     a->stopping = true;
     tr_log_info("stopping");
+    agent_event(a, "agent.stopping", NULL, NULL);
     return 0;
 }
 
@@ -616,6 +668,7 @@ void agent_destroy(agent_t **ap)
     zloop_destroy(&a->loop);
     repos_free(a);
     peers_free(a);
+    tr_events_close(&a->events);
     tr_identity_destroy(&a->id);
     tr_home_destroy(&a->home);
     free(a);

@@ -29,6 +29,7 @@
 #include "../../core/tr_identity.h"
 #include "../../core/tr_sync.h"
 #include "../../store/tr_repo.h"
+#include "../lib/tr_events.h"
 #include "../lib/tr_home.h"
 
 #define AGENT_DEFAULT_PORT 7437
@@ -110,6 +111,7 @@ struct agent {
     size_t npeers;
     session_t **sessions;
     size_t nsessions;
+    tr_events_t *events;   /* events.jsonl in the state dir (may be NULL) */
     bool stopping;
     bool retry_armed;      /* a flush retry timer is pending */
 };
@@ -132,6 +134,9 @@ void agent_flush(agent_t *a);
 int agent_write_trust(agent_t *a, tr_err_t *err);
 /* True when every established session is idle (nothing in flight). */
 bool agent_sessions_idle(const agent_t *a);
+/* Appends an event with the peer's id and name added when p is non-NULL.
+ * Steals fields. */
+void agent_event(agent_t *a, const char *type, const peer_t *p, json_t *fields);
 /* Receives the protocol events of a session (host.c forwards them). */
 void agent_sync_event(session_t *s, const tr_sync_event_t *ev);
 int64_t agent_now_ms(void); /* monotonic */

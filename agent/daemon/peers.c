@@ -95,6 +95,7 @@ void peers_knock(agent_t *a, const uint8_t curve[32])
         zmq_z85_encode(z, curve, 32);
         tr_log_info("untrusted key knocked: curve %.16s… (trust it with `trellis peer trust ID` "
                     "once you know its peer id)", z);
+        agent_event(a, "peer.untrusted", NULL, json_pack("{s:s}", "curve", z));
     }
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
