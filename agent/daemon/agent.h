@@ -112,6 +112,7 @@ struct agent {
     session_t **sessions;
     size_t nsessions;
     tr_events_t *events;   /* events.jsonl in the state dir (may be NULL) */
+    struct control *ctl;   /* control socket state (control.c) */
     bool stopping;
     bool retry_armed;      /* a flush retry timer is pending */
 };

@@ -33,10 +33,17 @@ typedef struct {
 
 enum { WAIT_SYNC, WAIT_CLONE };
 
-static waiter_t *waiters[64];
-static size_t nwaiters;
-static int lock_fd = -1;
-static char ctl_path[PATH_MAX];
+#define CONTROL_MAX_WAITERS 64
+
+struct control {
+    waiter_t *waiters[CONTROL_MAX_WAITERS];
+    size_t nwaiters;
+    int timer; /* the waiters' timer while any wait, else -1 */
+    int lock_fd;
+    char path[PATH_MAX];
+};
+
+static int on_wait(zloop_t *loop, int timer_id, void *arg);
 
 /* ---- replies ------------------------------------------------------------ */
 
@@ -301,10 +308,11 @@ static json_t *cmd_sync_status(agent_t *a)
     return ok(json_pack("{s:s,s:o,s:o}", "listen", a->bound, "repos", repos, "peers", peers));
 }
 
-static int add_waiter(zmsg_t *env, int kind, int64_t timeout_ms, const uint8_t *repo,
-                      const char *path)
+static int add_waiter(agent_t *a, zmsg_t *env, int kind, int64_t timeout_ms,
+                      const uint8_t *repo, const char *path)
 {
-    if (nwaiters == sizeof waiters / sizeof waiters[0]) return TR_EBUSY;
+    struct control *c = a->ctl;
+    if (c->nwaiters == CONTROL_MAX_WAITERS) return TR_EBUSY;
     waiter_t *w = calloc(1, sizeof *w);
     if (!w) return TR_ENOMEM;
     w->envelope = zmsg_dup(env);
@@ -313,7 +321,8 @@ static int add_waiter(zmsg_t *env, int kind, int64_t timeout_ms, const uint8_t *
     w->deadline = agent_now_ms() + timeout_ms;
     if (repo) memcpy(w->repo, repo, TR_REPO_ID_LEN);
     if (path) snprintf(w->path, sizeof w->path, "%s", path);
-    waiters[nwaiters++] = w;
+    c->waiters[c->nwaiters++] = w;
+    if (c->timer < 0) c->timer = zloop_timer(a->loop, CONTROL_WAIT_MS, 0, on_wait, a);
     return TR_OK;
 }
 
@@ -330,7 +339,7 @@ static json_t *cmd_sync_now(agent_t *a, json_t *args, zmsg_t *env)
     for (size_t i = 0; i < a->nsessions; i++)
         if (!a->sessions[i]->dead) (void)tr_sync_tick(a->sessions[i]->sync, &err);
     agent_flush(a);
-    int rc = add_waiter(env, WAIT_SYNC, arg_timeout(args), NULL, NULL);
+    int rc = add_waiter(a, env, WAIT_SYNC, arg_timeout(args), NULL, NULL);
     return rc ? fail(rc, "too many requests waiting") : NULL;
 }
 
@@ -358,21 +367,20 @@ static json_t *cmd_clone(agent_t *a, json_t *args, zmsg_t *env)
     served_t *r;
     if (repos_add(a, path, false, &r, &err) || agent_config_save(a, &err)) return fail_err(&err);
     agent_reshare(a);
-    int rc = add_waiter(env, WAIT_CLONE, arg_timeout(args), id, r->path);
+    int rc = add_waiter(a, env, WAIT_CLONE, arg_timeout(args), id, r->path);
     return rc ? fail(rc, "too many requests waiting") : NULL;
 }
 
 /* Answers waiting requests whose condition holds or whose time ran out. */
 static int on_wait(zloop_t *loop, int timer_id, void *arg)
 {
-    (void)loop;
-    (void)timer_id;
     agent_t *a = arg;
+    struct control *c = a->ctl;
     int64_t now = agent_now_ms();
     size_t k = 0;
     bool idle = agent_sessions_idle(a);
-    for (size_t i = 0; i < nwaiters; i++) {
-        waiter_t *w = waiters[i];
+    for (size_t i = 0; i < c->nwaiters; i++) {
+        waiter_t *w = c->waiters[i];
         bool due = now >= w->deadline, done = now >= w->not_before && idle;
         json_t *body = NULL;
         if (w->kind == WAIT_SYNC && (done || due)) {
@@ -396,10 +404,14 @@ static int on_wait(zloop_t *loop, int timer_id, void *arg)
             zmsg_destroy(&w->envelope);
             free(w);
         } else {
-            waiters[k++] = w;
+            c->waiters[k++] = w;
         }
     }
-    nwaiters = k;
+    c->nwaiters = k;
+    if (k == 0) { /* nothing waits: no timer, no wakeups */
+        zloop_timer_end(loop, timer_id);
+        c->timer = -1;
+    }
     return 0;
 }
 
@@ -459,6 +471,10 @@ int control_on_request(zloop_t *loop, zsock_t *sock, void *arg)
 int control_open(agent_t *a, tr_err_t *err)
 {
     const char *dir = tr_home_runtime(a->home);
+    struct control *c = a->ctl = calloc(1, sizeof *c);
+    if (!c) return tr_err_set(err, TR_ENOMEM, "out of memory");
+    c->timer = -1;
+    c->lock_fd = -1;
     int rc = tr_home_mkdir(dir, err);
     if (rc) return rc;
     if (chmod(dir, 0700) != 0)
@@ -467,36 +483,37 @@ int control_open(agent_t *a, tr_err_t *err)
      * ipc:// would otherwise silently take the socket of a running agent. */
     char lock[PATH_MAX];
     snprintf(lock, sizeof lock, "%s/trellisd.lock", dir);
-    lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_fd < 0) return tr_err_set(err, TR_EIO, "cannot open %s: %s", lock, strerror(errno));
-    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        close(lock_fd);
-        lock_fd = -1;
+    c->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (c->lock_fd < 0) return tr_err_set(err, TR_EIO, "cannot open %s: %s", lock, strerror(errno));
+    if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        close(c->lock_fd);
+        c->lock_fd = -1;
         return tr_err_set(err, TR_EBUSY, "another trellisd is already running for this user (%s)",
                           lock);
     }
-    snprintf(ctl_path, sizeof ctl_path, "%s/control", dir);
+    snprintf(c->path, sizeof c->path, "%s/control", dir);
     a->control = zsock_new(ZMQ_ROUTER);
     if (!a->control) return tr_err_set(err, TR_ENOMEM, "cannot create the control socket");
     zsock_set_linger(a->control, 0);
     zsock_set_maxmsgsize(a->control, CONTROL_MAX + 1024);
-    if (zsock_bind(a->control, "ipc://%s", ctl_path) != 0)
-        return tr_err_set(err, TR_EIO, "cannot bind the control socket %s: %s", ctl_path,
+    if (zsock_bind(a->control, "ipc://%s", c->path) != 0)
+        return tr_err_set(err, TR_EIO, "cannot bind the control socket %s: %s", c->path,
                           zmq_strerror(zmq_errno()));
-    chmod(ctl_path, 0600);
-    zloop_timer(a->loop, CONTROL_WAIT_MS, 0, on_wait, a);
+    chmod(c->path, 0600);
     return TR_OK;
 }
 
 void control_close(agent_t *a)
 {
-    for (size_t i = 0; i < nwaiters; i++) {
-        zmsg_destroy(&waiters[i]->envelope);
-        free(waiters[i]);
-    }
-    nwaiters = 0;
+    struct control *c = a->ctl;
     zsock_destroy(&a->control);
-    if (ctl_path[0]) unlink(ctl_path);
-    if (lock_fd >= 0) close(lock_fd);
-    lock_fd = -1;
+    if (!c) return;
+    for (size_t i = 0; i < c->nwaiters; i++) {
+        zmsg_destroy(&c->waiters[i]->envelope);
+        free(c->waiters[i]);
+    }
+    if (c->path[0]) unlink(c->path);
+    if (c->lock_fd >= 0) close(c->lock_fd); /* after the unlink: a new agent may start now */
+    free(c);
+    a->ctl = NULL;
 }
