@@ -22,6 +22,7 @@ typedef struct {
     tr_vv_t peer_vv;
     bool wanting;
     uint64_t want_id;
+    unsigned quiet; /* anti-entropy ticks since the want's last answer */
     uint64_t got; /* ops integrated for the current want */
     /* uncovered ops held until a later frame covers them */
     tr_buf_t held;
@@ -306,6 +307,7 @@ static int maybe_want(tr_sync_t *s, br_t *b, tr_err_t *err)
     if (rc) return rc;
     b->wanting = true;
     b->want_id = f.want_id;
+    b->quiet = 0;
     b->got = 0;
     held_clear(b);
     return TR_OK;
@@ -415,32 +417,146 @@ static int hold(br_t *b, const uint8_t *rec, size_t len, const tr_op_t *op)
     return TR_OK;
 }
 
-/* Length of the longest prefix of ops[0..n) in which every author's last op
- * is signed, so every unsigned op in it is covered within it (§3.3). */
-static size_t covered_prefix(const tr_op_t *ops, size_t n)
+/*
+ * Chooses the ops of ops[0..n) (causal order) that can be integrated now
+ * (docs/protocol.md §3.3): sel[i] is set when op i is covered — its author's
+ * run up to it ends, within these ops, at a signed op that is chosen too —
+ * and every op here that it depends on (prev, parents) is chosen. The rest
+ * is held. Per author the chosen ops form a prefix of its ops here ending
+ * at a signed op; prefixes only shrink, until every chosen op's
+ * dependencies are chosen (usually one pass, two when one shrinks).
+ *
+ * This replaces "the longest prefix of the frame in which every author's
+ * last op is signed": with several authors whose signatures fall at
+ * different places, such a prefix may never exist within a frame, and the
+ * held set then overflowed on every want — a stream that never finished.
+ * Returns TR_OK or TR_ENOMEM.
+ */
+#define NONE SIZE_MAX
+
+/* Index in ops[0..i) of the op with hash h, or NONE. Usually the previous
+ * op (a run of one author); otherwise through `at`, built on first use. */
+static size_t dep_index(const tr_op_t *ops, size_t n, size_t i, const uint8_t h[TR_HASH_LEN],
+                        tr_hmap_t *at, int *rc)
 {
-    tr_hmap_t open; /* author → 1 while its latest op so far is unsigned */
-    size_t nopen = 0, cut = 0;
-    tr_hmap_init(&open, 1);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *flag;
-        bool created;
-        if (tr_hmap_put(&open, ops[i].author, (void **)&flag, &created)) {
-            cut = n; /* out of memory: hold nothing back; the store decides */
+    if (i == 0) return NONE;
+    if (memcmp(ops[i - 1].hash, h, TR_HASH_LEN) == 0) return i - 1;
+    if (!at->cap) {
+        for (size_t k = 0; k < n && !*rc; k++) {
+            size_t *idx;
+            if (tr_hmap_put(at, ops[k].hash, (void **)&idx, NULL))
+                *rc = TR_ENOMEM;
+            else
+                *idx = k;
+        }
+    }
+    const size_t *j = tr_hmap_get(at, h);
+    return j && *j < i ? *j : NONE;
+}
+
+static int select_covered(const tr_op_t *ops, size_t n, bool *sel)
+{
+    tr_hmap_t authors; /* author → size_t: index of its last op that may be chosen */
+    tr_hmap_t at;      /* hash → size_t: index of the op (built when needed) */
+    size_t *prevsig = malloc((n ? n : 1) * sizeof *prevsig);
+    size_t **lim = malloc((n ? n : 1) * sizeof *lim); /* op → its author's limit */
+    int rc = prevsig && lim ? TR_OK : TR_ENOMEM;
+    tr_hmap_init(&authors, sizeof(size_t));
+    tr_hmap_init(&at, sizeof(size_t));
+    /* prevsig[i]: the author's last signed op before i, or NONE. */
+    for (size_t i = 0; i < n && !rc; i++) {
+        bool created = false;
+        if (i > 0 && memcmp(ops[i].author, ops[i - 1].author, TR_KEY_LEN) == 0) {
+            lim[i] = lim[i - 1]; /* no put since: still valid */
+        } else if (tr_hmap_put(&authors, ops[i].author, (void **)&lim[i], &created)) {
+            rc = TR_ENOMEM;
             break;
         }
-        bool was_open = !created && *flag;
-        *flag = !ops[i].has_sig;
-        if (*flag && !was_open) nopen++;
-        if (!*flag && was_open) nopen--;
-        if (nopen == 0) cut = i + 1;
+        if (created) *lim[i] = NONE;
+        prevsig[i] = *lim[i];
+        if (ops[i].has_sig) *lim[i] = i;
     }
-    tr_hmap_free(&open);
+    /* lim[] pointed into `authors` while it grew; refresh them now that it
+     * is complete (no more puts below). */
+    for (size_t i = 0; i < n && !rc; i++)
+        lim[i] = (i > 0 && memcmp(ops[i].author, ops[i - 1].author, TR_KEY_LEN) == 0)
+                     ? lim[i - 1]
+                     : tr_hmap_get(&authors, ops[i].author);
+    for (bool changed = true; changed && !rc;) {
+        changed = false;
+        for (size_t i = 0; i < n && !rc; i++) {
+            size_t *limit = lim[i];
+            sel[i] = *limit != NONE && i <= *limit;
+            if (!sel[i]) continue;
+            size_t j = ops[i].has_prev ? dep_index(ops, n, i, ops[i].prev, &at, &rc) : NONE;
+            bool ok = j == NONE || sel[j];
+            for (size_t p = 0; p < ops[i].nparents && ok; p++)
+                ok = (j = dep_index(ops, n, i, ops[i].parents[p], &at, &rc)) == NONE || sel[j];
+            if (!ok) {
+                *limit = prevsig[i];
+                sel[i] = false;
+                changed = true;
+            }
+        }
+    }
+    tr_hmap_free(&authors);
+    tr_hmap_free(&at);
+    free(prevsig);
+    free(lim);
+    return rc;
+}
+#undef NONE
+
+/* At the final frame of a want: is an op here uncovered (no later signed op
+ * of its author here) although the peer's last have shows its author
+ * further ahead? Then the peer holds the cover and the stream was cut short
+ * by the want's byte budget. An op that is only waiting for another
+ * author's cover does not count: its blocker decides. */
+static bool cut_short(const tr_op_t *ops, size_t n, const tr_vv_t *peer)
+{
+    tr_hmap_t signed_later; /* author → present once a signed op was seen (backwards) */
+    bool cut = false;
+    void *v;
+    bool created;
+    tr_hmap_init(&signed_later, 0);
+    for (size_t i = n; i-- > 0 && !cut;) {
+        if (ops[i].has_sig) {
+            if (tr_hmap_put(&signed_later, ops[i].author, &v, &created)) break;
+        } else if (!tr_hmap_get(&signed_later, ops[i].author)) {
+            cut = ops[i].seq < tr_vv_get(peer, ops[i].author);
+        }
+    }
+    tr_hmap_free(&signed_later);
     return cut;
 }
 
+/* The longest run of unsigned ops at the end of one author's ops in
+ * ops[0..n): ops that nothing here covers. Writers sign at least every
+ * TR_OP_SIGN_EVERY-th op, so a longer run means a peer breaking that rule. */
+static size_t uncovered_run(const tr_op_t *const *ops, size_t n)
+{
+    tr_hmap_t run; /* author → size_t, SIZE_MAX once a signed op was seen */
+    size_t most = 0;
+    tr_hmap_init(&run, sizeof(size_t));
+    for (size_t i = n; i-- > 0;) {
+        size_t *r;
+        if (tr_hmap_put(&run, ops[i]->author, (void **)&r, NULL)) {
+            most = n; /* out of memory: count everything as uncovered */
+            break;
+        }
+        if (*r == SIZE_MAX) continue;
+        if (ops[i]->has_sig) {
+            *r = SIZE_MAX;
+        } else if (++*r > most) {
+            most = *r;
+        }
+    }
+    tr_hmap_free(&run);
+    return most;
+}
+
 static int send_ack(tr_sync_t *s, br_t *b, uint64_t want_id, uint64_t integrated,
-                    const tr_op_t *ops, size_t n, tr_err_t *err)
+                    const tr_op_t *const *ops, size_t n, tr_err_t *err)
 {
     tr_frame_t f = {.type = TR_FRAME_ACK, .has_repo = true, .has_branch = true,
                     .want_id = want_id, .integrated = integrated};
@@ -452,14 +568,18 @@ static int send_ack(tr_sync_t *s, br_t *b, uint64_t want_id, uint64_t integrated
     tr_frame_clear(&mine);
     tr_vv_t local = {0};
     if (s->h.vv && n && s->h.vv(s->h.host, b->repo, b->branch, &local) == TR_OK) {
-        /* Keep the entries of the frame's authors (local is sorted). */
+        /* Keep the entries of the frame's authors (local stays sorted). */
+        tr_hmap_t in_frame;
+        void *v;
+        tr_hmap_init(&in_frame, 0);
+        for (size_t j = 0; j < n; j++)
+            if ((j == 0 || memcmp(ops[j]->author, ops[j - 1]->author, TR_KEY_LEN) != 0) &&
+                tr_hmap_put(&in_frame, ops[j]->author, &v, NULL))
+                local.n = 0; /* out of memory: an ack without vv entries */
         size_t k = 0;
-        for (size_t i = 0; i < local.n; i++) {
-            bool in_frame = false;
-            for (size_t j = 0; j < n && !in_frame; j++)
-                in_frame = memcmp(ops[j].author, local.v[i].key, TR_KEY_LEN) == 0;
-            if (in_frame) local.v[k++] = local.v[i];
-        }
+        for (size_t i = 0; i < local.n; i++)
+            if (tr_hmap_get(&in_frame, local.v[i].key)) local.v[k++] = local.v[i];
+        tr_hmap_free(&in_frame);
         local.n = k;
         f.vv = local;
     }
@@ -476,6 +596,7 @@ static int on_ops(tr_sync_t *s, const tr_frame_t *f, tr_err_t *err)
     if (!b->wanting || f->want_id != b->want_id)
         return violation(s, TR_EPROTO, err, "ops for a want that is not outstanding");
 
+    b->quiet = 0;
     prev_ctx_t pc = {s, b};
     tr_batch_t bt;
     tr_err_t derr;
@@ -487,12 +608,16 @@ static int on_ops(tr_sync_t *s, const tr_frame_t *f, tr_err_t *err)
     refuse_ctx_t rcx = {s, b, false};
     /* Records to integrate: the held ones, then this frame's rebuilt ones. */
     size_t total = b->nheld + bt.n;
-    tr_rec_t *recs = calloc(total ? total : 1, sizeof *recs);
-    tr_op_t *ops = calloc(total ? total : 1, sizeof *ops);
-    int *status = calloc(total ? total : 1, sizeof *status);
+    size_t m = total ? total : 1;
+    tr_rec_t *recs = malloc(m * sizeof *recs), *pick = malloc(m * sizeof *pick);
+    tr_op_t *ops = malloc(m * sizeof *ops); /* each filled by tr_op_decode */
+    const tr_op_t **pops = malloc(m * sizeof *pops);
+    int *status = malloc(m * sizeof *status);
+    bool *sel = malloc(m * sizeof *sel);
+    size_t *rlen = malloc(m * sizeof *rlen);
     tr_buf_t keep = {0};
     size_t nrec = 0;
-    if (!recs || !ops || !status) {
+    if (!recs || !pick || !ops || !pops || !status || !sel || !rlen) {
         rc = tr_err_set(err, TR_ENOMEM, "out of memory");
         goto out;
     }
@@ -511,41 +636,60 @@ static int on_ops(tr_sync_t *s, const tr_frame_t *f, tr_err_t *err)
             goto out;
         }
 
-    size_t cut = f->final ? nrec : covered_prefix(ops, nrec);
+    /* What is covered goes in now; the rest is held for the next frame of
+     * this want. At the final frame the rest goes in too (§3.3: the store
+     * refuses what no signature covers where signing is required) — unless
+     * the stream was cut short (see cut_short) and this want made progress:
+     * refusing the rest would only have the peer send them again, so they
+     * are dropped and wanted again (from further on: no loop). */
+    rc = select_covered(ops, nrec, sel);
+    if (rc) {
+        rc = tr_err_set(err, rc, "out of memory");
+        goto out;
+    }
+    size_t npick = 0;
+    for (size_t i = 0; i < nrec; i++) npick += sel[i];
+    if (f->final && npick < nrec &&
+        ((npick == 0 && b->got == 0) || !cut_short(ops, nrec, &b->peer_vv)))
+        for (size_t i = 0; i < nrec; i++) sel[i] = true;
+    npick = 0;
+    for (size_t i = 0; i < nrec; i++)
+        if (sel[i]) pick[npick] = recs[i], pops[npick++] = &ops[i];
     uint64_t integrated = 0;
-    if (cut) {
-        rc = s->h.integrate(s->h.host, b->repo, recs, cut, status, refuse_op, &rcx, err);
+    if (npick) {
+        rc = s->h.integrate(s->h.host, b->repo, pick, npick, status, refuse_op, &rcx, err);
         if (rc) {
             nack(s, b->repo, b->branch, "internal", NULL, "cannot integrate");
             goto out;
         }
-        for (size_t i = 0; i < cut; i++) integrated += status[i] == TR_INTEGRATED;
+        for (size_t i = 0; i < npick; i++) integrated += status[i] == TR_INTEGRATED;
     }
-    /* The uncovered rest is held for the next frame of this want. The held
-     * records live in b->held, which `recs` may point into: copy first. */
-    for (size_t i = cut; i < nrec; i++)
-        if (tr_buf_append(&keep, recs[i].data, recs[i].len)) {
-            rc = tr_err_set(err, TR_ENOMEM, "out of memory");
-            goto out;
+    /* Hold the rest. The held records live in b->held, which `recs` may
+     * point into: copy them out first. */
+    size_t nrest = 0;
+    for (size_t i = 0; i < nrec && !f->final; i++)
+        if (!sel[i]) {
+            if (tr_buf_append(&keep, recs[i].data, recs[i].len)) {
+                rc = tr_err_set(err, TR_ENOMEM, "out of memory");
+                goto out;
+            }
+            rlen[nrest] = recs[i].len;
+            pops[npick + nrest++] = &ops[i]; /* hold() reads only author, seq, hash */
         }
     held_clear(b);
-    size_t off = 0;
-    for (size_t i = cut; i < nrec; i++) {
-        tr_op_t op;
-        if (tr_op_decode(keep.data + off, recs[i].len, &op, NULL) ||
-            hold(b, keep.data + off, recs[i].len, &op)) {
+    for (size_t k = 0, off = 0; k < nrest; off += rlen[k++])
+        if (hold(b, keep.data + off, rlen[k], pops[npick + k])) {
             rc = tr_err_set(err, TR_ENOMEM, "out of memory");
             goto out;
         }
-        off += recs[i].len;
-    }
-    if (b->held.len > TR_SYNC_HELD_BYTES || b->nheld > TR_BATCH_MAX_ENTRIES) {
+    if (b->held.len > TR_SYNC_HELD_BYTES ||
+        uncovered_run(&pops[npick], nrest) >= TR_OP_SIGN_EVERY) {
         nack(s, b->repo, b->branch, "unsigned", NULL,
              "too many ops not covered by a signature; dropping them");
         held_clear(b);
     }
     b->got += integrated;
-    rc = send_ack(s, b, f->want_id, integrated, ops, cut, err);
+    rc = send_ack(s, b, f->want_id, integrated, pops, npick, err);
     if (rc) goto out;
     if (integrated) {
         tr_sync_event_t ev = {.type = TR_SYNC_EV_RECEIVED, .repo = b->repo, .branch = b->branch,
@@ -559,17 +703,34 @@ static int on_ops(tr_sync_t *s, const tr_frame_t *f, tr_err_t *err)
         tr_sync_event_t ev = {.type = TR_SYNC_EV_COMPLETE, .repo = b->repo, .branch = b->branch,
                               .count = got};
         emit(s, &ev);
-        /* More may have been written meanwhile: ask again, but only if this
-         * want made progress (refused ops would otherwise loop). */
+        /* More may have been written meanwhile (or the stream was cut
+         * short): ask again, but only if this want made progress (refused
+         * ops would otherwise loop). */
         if (got) rc = maybe_want(s, b, err);
     }
 out:
     free(recs);
+    free(pick);
     free(ops);
+    free(pops);
     free(status);
+    free(sel);
+    free(rlen);
     tr_buf_free(&keep);
     tr_batch_clear(&bt);
     return rc;
+}
+
+/* Is `reason` the token of an op rule (§2.4), as opposed to a refused
+ * request? */
+static bool op_reason(const char *reason)
+{
+    static const char *const rules[] = {"hash", "signature", "unsigned", "seq", "prev",
+                                        "parent", "lamport", "equivocation", "repo",
+                                        "kind", "body"};
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+        if (strcmp(reason, rules[i]) == 0) return true;
+    return false;
 }
 
 static int on_nack(tr_sync_t *s, const tr_frame_t *f)
@@ -583,8 +744,10 @@ static int on_nack(tr_sync_t *s, const tr_frame_t *f)
     emit(s, &ev);
     if (f->has_repo && f->has_branch) {
         br_t *b = br_get(s, f->repo, f->branch);
-        /* A refused want ends it; a refused op does not. */
-        if (b && b->wanting && !f->has_hash) {
+        /* A refused want ends it; a refused op does not. An op the peer
+         * could not even rebuild is nacked without a hash, but with the
+         * reason of an op rule: that is about our stream, not our want. */
+        if (b && b->wanting && !f->has_hash && !op_reason(f->reason)) {
             b->wanting = false;
             held_clear(b);
         }
@@ -820,10 +983,23 @@ int tr_sync_changed(tr_sync_t *s, const uint8_t repo[TR_REPO_ID_LEN], const char
     return rc;
 }
 
+/* A want that got no answer for this many anti-entropy rounds is given up
+ * and asked again (with a new id, which also ends the peer's old stream):
+ * a lost frame must not stall a branch for the rest of the session. */
+#define SYNC_WANT_TICKS 2
+
 int tr_sync_tick(tr_sync_t *s, tr_err_t *err)
 {
     for (size_t i = 0; i < s->nshared; i++) {
         int rc = tr_sync_changed(s, s->shared[i], NULL, err);
+        if (rc) return rc;
+    }
+    for (size_t i = 0; i < s->nbr; i++) {
+        br_t *b = s->br[i];
+        if (!b->wanting || ++b->quiet < SYNC_WANT_TICKS) continue;
+        b->wanting = false;
+        held_clear(b);
+        int rc = maybe_want(s, b, err);
         if (rc) return rc;
     }
     return tr_sync_pump(s, err);

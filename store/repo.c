@@ -173,9 +173,10 @@ static int repo_write_config(const char *root, tr_err_t *err)
 /*
  * mkdir of `.trellis` is the claim: whoever creates it initialises the repo,
  * and anyone else gets TR_EEXIST. If a later step fails we remove the whole
- * `.trellis` we made, so a failed init can simply be retried.
+ * `.trellis` we made, so a failed init can simply be retried. `given` is the
+ * repo id of a clone, or NULL for a fresh random one.
  */
-int tr_repo_init(const char *path, tr_repo_t **out, tr_err_t *err)
+static int repo_init(const char *path, const uint8_t *given, tr_repo_t **out, tr_err_t *err)
 {
     if (out) *out = NULL;
     if (!path || !*path) return tr_err_set(err, TR_EINVAL, "no repository path given");
@@ -207,7 +208,10 @@ int tr_repo_init(const char *path, tr_repo_t **out, tr_err_t *err)
         goto done;
     }
     uint8_t id[TR_REPO_ID_LEN];
-    randombytes_buf(id, sizeof id);
+    if (given)
+        memcpy(id, given, sizeof id);
+    else
+        randombytes_buf(id, sizeof id);
     tr_store_t *s = NULL;
     rc = repo_write_config(root, err);
     if (!rc) rc = tr_store_create(sdir, id, &s, err);
@@ -224,6 +228,21 @@ done:
     free(sdir);
     free(root);
     return rc;
+}
+
+int tr_repo_init(const char *path, tr_repo_t **out, tr_err_t *err)
+{
+    return repo_init(path, NULL, out, err);
+}
+
+int tr_repo_init_id(const char *path, const uint8_t id[TR_REPO_ID_LEN], tr_repo_t **out,
+                    tr_err_t *err)
+{
+    if (!id) {
+        if (out) *out = NULL;
+        return tr_err_set(err, TR_EINVAL, "no repository id given");
+    }
+    return repo_init(path, id, out, err);
 }
 
 int tr_repo_find(const char *start, char **root, tr_err_t *err)

@@ -8,7 +8,8 @@
  *     .trellis/config.json   branch policies etc. (core/tr_config.h)
  *     .trellis/store/        the LMDB op log (store/tr_store.h)
  *
- *   tr_repo_init() makes one with a fresh random 128-bit repo id;
+ *   tr_repo_init() makes one with a fresh random 128-bit repo id
+ *   (tr_repo_init_id() with a given one, for a clone);
  *   tr_repo_open() opens one, loads config.json and wires its branch policies
  *   into the store; tr_repo_find() walks up from a directory to the nearest
  *   one, the way git finds its work tree. The repo id's text form is 32
@@ -52,6 +53,12 @@ typedef struct tr_repo tr_repo_t;
  * non-NULL the new repository is returned open (caller owns it; should that
  * open fail, the repository still exists and the error says why). */
 int tr_repo_init(const char *path, tr_repo_t **out, tr_err_t *err) TR_MUST_CHECK;
+
+/* tr_repo_init with a given repo id instead of a random one: the local
+ * replica of a repository that another agent serves (`trellis clone`). The
+ * same rules and errors as tr_repo_init; TR_EINVAL if `id` is NULL. */
+int tr_repo_init_id(const char *path, const uint8_t id[TR_REPO_ID_LEN], tr_repo_t **out,
+                    tr_err_t *err) TR_MUST_CHECK;
 
 /* Opens the repository whose root is `path` (not a subdirectory of it; use
  * tr_repo_find for that). TR_ENOTREPO if `path` has no `.trellis/`;

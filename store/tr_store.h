@@ -211,6 +211,60 @@ typedef void (*tr_verify_fn)(void *arg, const char *branch, uint64_t pos,
 int tr_store_verify(tr_store_t *s, unsigned threads, tr_verify_fn report, void *arg,
                     tr_verify_stats_t *stats, tr_err_t *err);
 
+/* ---- Sync cursors (store/cursor.c) -----------------------------------
+ *
+ * What a peer lacks of a branch, read in bounded slices for streaming
+ * (docs/protocol.md §3.4). A cursor keeps positions only between calls —
+ * never an LMDB transaction — so a slow peer pins no old pages; each
+ * tr_store_cursor_next runs in one read snapshot. A cursor covers what the
+ * branch held when it was opened (a causally closed snapshot); ops that
+ * arrive later are for the peer's next request. Memory is O(authors ahead
+ * of the peer) plus the records of the last call, never O(history).
+ *
+ * Caveats
+ *   - A cursor does not hold its store: pass the store it was opened on to
+ *     every tr_store_cursor_next (another repository's store is refused with
+ *     TR_EINVAL). Destroying the store first is fine; the cursor is then
+ *     only good for tr_store_cursor_destroy.
+ *   - The ops returned by tr_store_cursor_next (decoded, hashes set) and the
+ *     bytes they point into belong to the cursor and stay valid until its
+ *     next call or its destruction.
+ */
+typedef struct tr_store_cursor tr_store_cursor_t;
+
+/* The highest seq of `author` that the peer already holds on the branch
+ * (0: none). */
+typedef uint64_t (*tr_seq_fn)(void *arg, const uint8_t author[TR_KEY_LEN]);
+
+/* Linear branches: the ops after op `after` in integration order (after =
+ * NULL: from the first). TR_EDIVERGED if `after` is not an op of `branch`
+ * in this store. A branch without ops gives an empty cursor (after = NULL).
+ * Caller owns *out. */
+int tr_store_cursor_linear(tr_store_t *s, const char *branch, const uint8_t *after,
+                           tr_store_cursor_t **out, tr_err_t *err) TR_MUST_CHECK;
+
+/* CRDT branches: every op of `branch` whose seq exceeds from(arg, author),
+ * in (lamport, author, seq) order — a causal order. `from` is called once
+ * per author of the branch, during this call only. Caller owns *out. */
+int tr_store_cursor_vv(tr_store_t *s, const char *branch, tr_seq_fn from, void *arg,
+                       tr_store_cursor_t **out, tr_err_t *err) TR_MUST_CHECK;
+
+/* The next ops: at most max_ops (0 counts as 1) whose records total at most
+ * max_bytes, but at least one op while any remain. *ops receives n pointers
+ * (see Caveats); *done is set when nothing follows them. TR_ECORRUPT if a
+ * stored record does not match its index or hash. */
+int tr_store_cursor_next(tr_store_t *s, tr_store_cursor_t *c, size_t max_ops, size_t max_bytes,
+                         const tr_op_t *const **ops, size_t *n, bool *done,
+                         tr_err_t *err) TR_MUST_CHECK;
+
+/* NULL-safe; sets *c to NULL. */
+void tr_store_cursor_destroy(tr_store_cursor_t **c);
+
+/* The policy the store applies to `branch` (tr_store_set_policy's lookup,
+ * or the default): what a sync host needs to choose a cursor. */
+void tr_store_policy(const tr_store_t *s, const char *branch, tr_branch_policy_t *out);
+
+
 #ifdef __cplusplus
 }
 #endif
