@@ -19,7 +19,8 @@ DESTDIR ?=
 CC ?= cc
 PKGS := libzmq libczmq libsodium msgpack lmdb avahi-client jansson libzstd
 DEB_PKGS := build-essential pkg-config libzmq3-dev libczmq-dev libsodium-dev libmsgpack-dev \
-	liblmdb-dev libavahi-client-dev libjansson-dev libzstd-dev jq procps bc
+	liblmdb-dev libavahi-client-dev libjansson-dev libzstd-dev jq procps bc \
+	avahi-daemon avahi-utils dbus iproute2
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -29,7 +30,7 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(PKG_CFLAGS) -Icore -Istore
 REL_CFLAGS := $(BASE_CFLAGS) -O2 -g $(CFLAGS)
 SAN_CFLAGS := $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined $(CFLAGS)
-LIBS := $(PKG_LIBS) -lpthread -lm
+LIBS := -Wl,--as-needed $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC := $(wildcard core/*.c) $(wildcard store/*.c) $(wildcard discovery/*.c) $(wildcard agent/lib/*.c)
 CLI_SRC := $(wildcard agent/cli/*.c)
@@ -38,6 +39,7 @@ REL_DAEMON = $(if $(wildcard agent/daemon/main.c),$(REL)/trellisd)
 SAN_DAEMON = $(if $(wildcard agent/daemon/main.c),$(SAN)/trellisd)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
+NETNS_SRC := $(wildcard tests/netns/*.c)
 
 REL := build/rel
 SAN := build/san
@@ -74,6 +76,11 @@ $(REL)/bench/%: tests/bench/%.c $(REL)/libtrellis.a
 	@mkdir -p $(dir $@)
 	$(CC) $(REL_CFLAGS) -Itests -o $@ $< $(REL)/libtrellis.a $(LIBS)
 
+# Helpers of the multi-host tests (tests/netns/), e.g. trdisc.
+$(REL)/netns/%: tests/netns/%.c $(REL)/libtrellis.a
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -o $@ $< $(REL)/libtrellis.a $(LIBS)
+
 # ---- sanitizer build (used by the tests) ---------------------------------
 $(SAN)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -91,12 +98,18 @@ $(SAN)/trellisd: $(call san_obj,$(DAEMON_SRC)) $(SAN)/libtrellis.a
 
 $(SAN)/unit/%: tests/unit/%.c tests/tr_test.h $(SAN)/libtrellis.a
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN_CFLAGS) -Itests -DTR_SRCDIR='"$(CURDIR)"' -o $@ $< $(SAN)/libtrellis.a $(LIBS)
+	$(CC) $(SAN_CFLAGS) -MMD -MP -Itests -DTR_SRCDIR='"$(CURDIR)"' -o $@ $< $(SAN)/libtrellis.a $(LIBS)
+
+$(SAN)/netns/%: tests/netns/%.c $(SAN)/libtrellis.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -o $@ $< $(SAN)/libtrellis.a $(LIBS)
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/unit/%,$(TEST_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(REL)/bench/%,$(BENCH_SRC))
+NETNS_SAN := $(patsubst tests/netns/%.c,$(SAN)/netns/%,$(NETNS_SRC))
+NETNS_REL := $(patsubst tests/netns/%.c,$(REL)/netns/%,$(NETNS_SRC))
 
-san: check-deps $(SAN)/trellis $(SAN_DAEMON) $(UNIT_BINS)
+san: check-deps $(SAN)/trellis $(SAN_DAEMON) $(UNIT_BINS) $(NETNS_SAN)
 
 # ---- targets ---------------------------------------------------------------
 deps:
@@ -135,7 +148,7 @@ demo: deps
 	echo "\$$ trellis sync status"; $$t -C $$r sync status
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	@$(MAKE) --no-print-directory all $(BENCH_BINS) $(NETNS_REL)
 	@TRELLIS_BUILD=$(REL) tests/bench/run.sh
 
 # libFuzzer harnesses for every decoder of outside bytes (FUZZ_SECONDS each).

@@ -156,7 +156,8 @@ int tr_sync_changed(tr_sync_t *s, const uint8_t repo[TR_REPO_ID_LEN], const char
  * (docs/protocol.md §3.2) and a have for every newly shared repository. */
 int tr_sync_served_changed(tr_sync_t *s, tr_err_t *err);
 
-/* Anti-entropy: queues a full `have` for every shared repository. */
+/* Anti-entropy: queues a full `have` for every shared repository, and asks
+ * again for wants that went unanswered for two ticks (a lost frame). */
 int tr_sync_tick(tr_sync_t *s, tr_err_t *err);
 
 /* Continues streaming if the window and outbox allow. */

@@ -171,8 +171,12 @@ static void session_flush(session_t *s)
                     s->a->retry_armed = true;
                     zloop_timer(s->a->loop, 5, 1, on_retry, s->a);
                 }
+            } else if (errno == EHOSTUNREACH) {
+                /* The connection went away (a restart, a network change):
+                 * forget the session; the peer is welcome back at once. */
+                s->dead = true;
             } else {
-                session_drop(s, errno == EHOSTUNREACH ? "connection gone" : zmq_strerror(errno));
+                session_drop(s, zmq_strerror(errno));
             }
             return;
         }

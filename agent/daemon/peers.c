@@ -234,6 +234,11 @@ int agent_config_save(agent_t *a, tr_err_t *err)
     json_object_set_new(root, "listen", json_string(a->listen));
     for (size_t i = 0; i < a->nrepos; i++)
         if (!a->repos[i]->is_default) json_array_append_new(repos, json_string(a->repos[i]->path));
+    /* Configured repositories that could not be opened (an unmounted disk)
+     * stay configured: the next start tries them again. */
+    for (size_t i = 0; i < a->ncfg_repos; i++)
+        if (!repos_find_path(a, a->cfg_repos[i]))
+            json_array_append_new(repos, json_string(a->cfg_repos[i]));
     json_object_set_new(root, "repos", repos);
     for (size_t i = 0; i < a->npeers; i++) {
         peer_t *p = a->peers[i];

@@ -105,7 +105,17 @@ int repos_add(agent_t *a, const char *path, bool is_default, served_t **out, tr_
 int repos_remove(agent_t *a, const char *path, tr_err_t *err)
 {
     if (!path || !*path) return tr_err_set(err, TR_EINVAL, "no repository path given");
+    /* A configured repository that could not be opened at start is still in
+     * agent.json: removing it is removing it from there. */
+    bool listed = false;
+    for (size_t i = 0; i < a->ncfg_repos; i++) {
+        if (strcmp(a->cfg_repos[i], path) != 0) continue;
+        free(a->cfg_repos[i]);
+        a->cfg_repos[i--] = a->cfg_repos[--a->ncfg_repos];
+        listed = true;
+    }
     served_t *r = repos_find_path(a, path);
+    if (!r && listed) return TR_OK;
     if (!r) return tr_err_set(err, TR_ENOTFOUND, "%s is not served by this agent", path);
     if (r->is_default)
         return tr_err_set(err, TR_EINVAL,
