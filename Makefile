@@ -79,7 +79,7 @@ $(REL)/bench/%: tests/bench/%.c $(REL)/libtrellis.a
 # Helpers of the multi-host tests (tests/netns/), e.g. trdisc.
 $(REL)/netns/%: tests/netns/%.c $(REL)/libtrellis.a
 	@mkdir -p $(dir $@)
-	$(CC) $(REL_CFLAGS) -o $@ $< $(REL)/libtrellis.a $(LIBS)
+	$(CC) $(REL_CFLAGS) -MMD -MP -o $@ $< $(REL)/libtrellis.a $(LIBS)
 
 # ---- sanitizer build (used by the tests) ---------------------------------
 $(SAN)/%.o: %.c
@@ -102,7 +102,7 @@ $(SAN)/unit/%: tests/unit/%.c tests/tr_test.h $(SAN)/libtrellis.a
 
 $(SAN)/netns/%: tests/netns/%.c $(SAN)/libtrellis.a
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN_CFLAGS) -o $@ $< $(SAN)/libtrellis.a $(LIBS)
+	$(CC) $(SAN_CFLAGS) -MMD -MP -o $@ $< $(SAN)/libtrellis.a $(LIBS)
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/unit/%,$(TEST_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(REL)/bench/%,$(BENCH_SRC))

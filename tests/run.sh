@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the test suite: every unit-test binary in $TRELLIS_BUILD/unit and every
-# tests/cli/*.sh script, each in its own process with a time limit, and prints
+# Runs the test suite: every unit-test binary in $TRELLIS_BUILD/unit, every
+# tests/cli/test_*.sh and tests/netns/test_*.sh script (multi-host, in network
+# namespaces), each in its own process with a time limit, and prints
 # one closing line "N passed, N failed, N skipped" (cases added up).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -56,6 +57,12 @@ for t in "$here"/cli/test_*.sh; do
     [ -f "$t" ] || continue
     [ -n "$filter" ] && [[ $(basename "$t") != *$filter* ]] && continue
     run_one "cli/$(basename "$t")" bash "$t"
+done
+# Multi-host tests in network namespaces (skipped where not permitted).
+for t in "$here"/netns/test_*.sh; do
+    [ -f "$t" ] || continue
+    [ -n "$filter" ] && [[ $(basename "$t") != *$filter* ]] && continue
+    run_one "netns/$(basename "$t")" bash "$t"
 done
 
 echo

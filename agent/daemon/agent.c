@@ -259,6 +259,26 @@ static int on_router(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+/* ROUTER monitor: a connection went away. libzmq does not say which routing
+ * id it carried, so every inbound session is probed with an anti-entropy
+ * `have`; with ROUTER_MANDATORY the send to a vanished peer fails with
+ * EHOSTUNREACH and that session is reaped at once (instead of lingering
+ * until AGENT_SESSION_IDLE_MS). */
+static int on_router_monitor(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void)loop;
+    agent_t *a = arg;
+    zmsg_t *m = zmsg_recv(sock);
+    zmsg_destroy(&m);
+    tr_err_t err;
+    for (size_t i = 0; i < a->nsessions; i++) {
+        session_t *s = a->sessions[i];
+        if (s->inbound && !s->dead && tr_sync_established(s->sync)) (void)tr_sync_tick(s->sync, &err);
+    }
+    agent_flush(a);
+    return 0;
+}
+
 /* DEALER: frames from a peer we connected to. */
 static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -292,9 +312,9 @@ static int on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
         if (p->out) p->out->dead = true;
         agent_reap(a);
         p->out = session_new(a, p, false, p->dealer, NULL, 0);
-        tr_log_info("connected to peer %s (%s) at %s", peer_label(p, fp), p->name, p->endpoint);
+        tr_log_info("connected to peer %s (%s) at %s", peer_label(p, fp), p->name, p->dialed);
         agent_event(a, "peer.connected", p,
-                    json_pack("{s:s,s:s}", "direction", "out", "endpoint", p->endpoint));
+                    json_pack("{s:s,s:s}", "direction", "out", "endpoint", p->dialed));
     } else if (event == ZMQ_EVENT_DISCONNECTED) {
         if (p->out) {
             tr_log_info("peer %s (%s) disconnected", peer_label(p, fp), p->name);
@@ -303,10 +323,10 @@ static int on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
         }
     } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
         tr_log_warn("peer %s at %s refused us: it does not trust this agent's key",
-                    peer_label(p, fp), p->endpoint);
+                    peer_label(p, fp), p->dialed);
     } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
                event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
-        tr_log_warn("CURVE handshake with %s failed (wrong server key?)", p->endpoint);
+        tr_log_warn("CURVE handshake with %s failed (wrong server key?)", p->dialed);
     }
     zmsg_destroy(&m);
     agent_flush(a);
@@ -316,7 +336,9 @@ static int on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
 int agent_connect_peer(agent_t *a, peer_t *p, tr_err_t *err)
 {
     agent_disconnect_peer(a, p);
-    if (!p->trusted || !p->has_key || !p->endpoint[0]) return TR_OK;
+    const char *ep = p->endpoint[0] ? p->endpoint : p->addresses[0];
+    if (!p->trusted || !p->has_key || !ep[0]) return TR_OK;
+    snprintf(p->dialed, sizeof p->dialed, "%s", ep);
     zcert_t *cert = agent_cert(a);
     p->dealer = zsock_new(ZMQ_DEALER);
     if (!cert || !p->dealer) {
@@ -324,6 +346,7 @@ int agent_connect_peer(agent_t *a, peer_t *p, tr_err_t *err)
         return tr_err_set(err, TR_ENOMEM, "cannot create a socket");
     }
     sock_common(p->dealer);
+    zsock_set_ipv6(p->dealer, 1);
     zsock_set_immediate(p->dealer, 1);
     zcert_apply(cert, p->dealer);
     zcert_destroy(&cert);
@@ -338,13 +361,13 @@ int agent_connect_peer(agent_t *a, peer_t *p, tr_err_t *err)
                                ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0 ||
         !(p->monitor = zsock_new_pair(monep))) {
         agent_disconnect_peer(a, p);
-        return tr_err_set(err, TR_EIO, "cannot monitor the connection to %s", p->endpoint);
+        return tr_err_set(err, TR_EIO, "cannot monitor the connection to %s", p->dialed);
     }
     zloop_reader(a->loop, p->monitor, on_monitor, p);
     zloop_reader(a->loop, p->dealer, on_dealer, p);
-    if (zsock_connect(p->dealer, "%s", p->endpoint) != 0) {
+    if (zsock_connect(p->dealer, "%s", p->dialed) != 0) {
         agent_disconnect_peer(a, p);
-        return tr_err_set(err, TR_EINVAL, "cannot connect to %s: %s", p->endpoint,
+        return tr_err_set(err, TR_EINVAL, "cannot connect to %s: %s", p->dialed,
                           zmq_strerror(zmq_errno()));
     }
     return TR_OK;
@@ -406,6 +429,7 @@ void agent_push(agent_t *a, const uint8_t id[TR_REPO_ID_LEN], const char *branch
 
 void agent_reshare(agent_t *a)
 {
+    disco_repos_changed(a);
     tr_err_t err;
     for (size_t i = 0; i < a->nsessions; i++)
         if (!a->sessions[i]->dead && tr_sync_served_changed(a->sessions[i]->sync, &err))
@@ -608,6 +632,7 @@ int agent_new(agent_t **out, const char *listen, bool discovery, int verbose, tr
         goto fail;
     }
     sock_common(a->router);
+    zsock_set_ipv6(a->router, 1);
     zcert_apply(cert, a->router);
     zcert_destroy(&cert);
     zsock_set_curve_server(a->router, 1);
@@ -618,6 +643,9 @@ int agent_new(agent_t **out, const char *listen, bool discovery, int verbose, tr
                         zmq_strerror(zmq_errno()));
         goto fail;
     }
+    if (zmq_socket_monitor(zsock_resolve(a->router), "inproc://trellis-router-mon",
+                           ZMQ_EVENT_DISCONNECTED) == 0)
+        a->router_mon = zsock_new_pair(">inproc://trellis-router-mon");
     char *ep = zsock_last_endpoint(a->router);
     snprintf(a->bound, sizeof a->bound, "%s", ep ? ep : a->listen);
     zstr_free(&ep);
@@ -625,6 +653,7 @@ int agent_new(agent_t **out, const char *listen, bool discovery, int verbose, tr
     if ((rc = repos_default(a, err))) goto fail;
     if ((rc = control_open(a, err))) goto fail;
     zloop_reader(a->loop, a->router, on_router, a);
+    if (a->router_mon) zloop_reader(a->loop, a->router_mon, on_router_monitor, a);
     zloop_reader(a->loop, a->control, control_on_request, a);
     if (a->logsub) zloop_reader(a->loop, a->logsub, on_log, a);
     zloop_timer(a->loop, AGENT_ANTI_ENTROPY_MS, 0, on_anti_entropy, a);
@@ -633,6 +662,7 @@ int agent_new(agent_t **out, const char *listen, bool discovery, int verbose, tr
         tr_err_t cerr;
         if (agent_connect_peer(a, a->peers[i], &cerr)) tr_log_warn("%s", cerr.msg);
     }
+    if (a->discovery && (rc = disco_start(a, err))) goto fail;
     *out = a;
     return TR_OK;
 fail:
@@ -665,7 +695,10 @@ void agent_destroy(agent_t **ap)
     free(a->sessions);
     for (size_t i = 0; i < a->npeers; i++)
         if (a->loop) agent_disconnect_peer(a, a->peers[i]);
+    disco_stop(a);
     control_close(a);
+    if (a->router) zmq_socket_monitor(zsock_resolve(a->router), NULL, 0);
+    zsock_destroy(&a->router_mon);
     zsock_destroy(&a->router);
     zactor_destroy(&a->auth);
     zsock_destroy(&a->logsub);

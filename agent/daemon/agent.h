@@ -31,6 +31,7 @@
 #include "../../store/tr_repo.h"
 #include "../lib/tr_events.h"
 #include "../lib/tr_home.h"
+#include "../../discovery/tr_discovery.h"
 
 #define AGENT_DEFAULT_PORT 7437
 #define AGENT_DEFAULT_LISTEN "tcp://*:7437"
@@ -63,6 +64,8 @@ typedef struct {
     char name[TR_NAME_MAX + 1];
     char endpoint[256];           /* static endpoint, or "" */
     char addresses[8][128];       /* discovered endpoints (issue 5), "" when unused */
+    bool present;                 /* announced by discovery right now */
+    char dialed[256];             /* the endpoint the DEALER was connected to */
     bool trusted;
     int source;                   /* PEER_* */
     int64_t last_seen_ms;         /* wall clock, 0 = never */
@@ -100,6 +103,7 @@ struct agent {
     zloop_t *loop;
     zactor_t *auth;
     zsock_t *router;
+    zsock_t *router_mon;   /* its socket monitor (disconnects) */
     zsock_t *control;
     zsock_t *logsub;       /* zsys log messages (zauth denials → knocks) */
     char trustdir[4096];   /* CURVE public certs of trusted peers, for zauth */
@@ -113,6 +117,7 @@ struct agent {
     size_t nsessions;
     tr_events_t *events;   /* events.jsonl in the state dir (may be NULL) */
     struct control *ctl;   /* control socket state (control.c) */
+    tr_discovery_t *disc;  /* NULL with --no-discovery */
     bool stopping;
     bool retry_armed;      /* a flush retry timer is pending */
 };
@@ -170,6 +175,11 @@ void repos_free(agent_t *a);
 /* ---- host.c ----------------------------------------------------------- */
 /* The sync host of a session (serves every repository to trusted peers). */
 void host_init(tr_sync_host_t *h, session_t *s);
+
+/* ---- disco.c ---------------------------------------------------------- */
+int disco_start(agent_t *a, tr_err_t *err);
+void disco_repos_changed(agent_t *a);
+void disco_stop(agent_t *a);
 
 /* ---- control.c -------------------------------------------------------- */
 int control_open(agent_t *a, tr_err_t *err);

@@ -177,6 +177,7 @@ static json_t *peer_json(agent_t *a, const peer_t *p, bool detail)
                           "trusted", p->trusted, "connected", peer_connected(a, p), "source",
                           sources[p->source], "last_seen", seen[0] ? seen : NULL, "repos", repos,
                           "pending_in", (json_int_t)pd.in, "pending_out", (json_int_t)pd.out);
+    json_object_set_new(o, "present", json_boolean(p->present || (p->source != PEER_DISCOVERED && peer_connected(a, p))));
     if (pd.branches) json_object_set_new(o, "branches", pd.branches);
     return o;
 }
@@ -276,7 +277,7 @@ static json_t *cmd_peer_add(agent_t *a, json_t *args)
 
 static json_t *cmd_peer_trust(agent_t *a, json_t *args, bool trust)
 {
-    tr_err_t err;
+    tr_err_t err = {0};
     const char *idtext = arg_str(args, "id");
     peer_t *p = find_peer_arg(a, idtext, &err);
     if (!p && trust && idtext && err.code == TR_OK) {

@@ -70,13 +70,14 @@ int peers_add(agent_t *a, const uint8_t key[TR_KEY_LEN], const char *name, const
         return tr_err_set(err, TR_EINVAL, "that is this agent's own key");
     peer_t *p = peers_find_key(a, key);
     if (!p) p = peers_find_curve(a, curve); /* a knock, now known by its identity */
+    bool fresh = !p;
     if (!p && !(p = peers_append(a))) return tr_err_set(err, TR_ENOMEM, "out of memory");
     p->has_key = true;
     memcpy(p->key, key, TR_KEY_LEN);
     memcpy(p->curve, curve, 32);
     if (name && name[0]) snprintf(p->name, sizeof p->name, "%s", name);
     if (endpoint && endpoint[0]) snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
-    if (source == PEER_STATIC || p->source == PEER_KNOCK) p->source = source;
+    if (fresh || source == PEER_STATIC || p->source == PEER_KNOCK) p->source = source;
     p->trusted = p->trusted || trusted;
     if (out) *out = p;
     return TR_OK;
