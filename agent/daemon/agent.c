@@ -292,6 +292,31 @@ static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+/* libzmq gives up on a connection whose handshake was refused (the peer does
+ * not trust us yet, or we hold a wrong key for it). Trust may come later, so
+ * dial again after a back-off that doubles up to AGENT_RETRY_MAX_MS. The
+ * redial happens from a timer, never inside the monitor's own callback,
+ * because it replaces the monitor socket. */
+static int on_redial(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    peer_t *p = arg;
+    tr_err_t err;
+    p->retry_timer = -1;
+    if (p->trusted && agent_connect_peer(p->agent, p, &err) != TR_OK)
+        tr_log_warn("cannot reconnect: %s", err.msg);
+    return 0;
+}
+
+static void schedule_redial(agent_t *a, peer_t *p)
+{
+    if (p->retry_timer >= 0) return;
+    p->retry_ms = p->retry_ms ? p->retry_ms * 2 : AGENT_RETRY_MIN_MS;
+    if (p->retry_ms > AGENT_RETRY_MAX_MS) p->retry_ms = AGENT_RETRY_MAX_MS;
+    p->retry_timer = zloop_timer(a->loop, (size_t)p->retry_ms, 1, on_redial, p);
+}
+
 /* Monitor of a DEALER: a session per completed CURVE handshake. */
 static int on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -312,6 +337,7 @@ static int on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
         if (p->out) p->out->dead = true;
         agent_reap(a);
         p->out = session_new(a, p, false, p->dealer, NULL, 0);
+        p->retry_ms = 0;
         tr_log_info("connected to peer %s (%s) at %s", peer_label(p, fp), p->name, p->dialed);
         agent_event(a, "peer.connected", p,
                     json_pack("{s:s,s:s}", "direction", "out", "endpoint", p->dialed));
@@ -322,11 +348,14 @@ static int on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
             agent_event(a, "peer.disconnected", p, NULL);
         }
     } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-        tr_log_warn("peer %s at %s refused us: it does not trust this agent's key",
-                    peer_label(p, fp), p->dialed);
+        tr_log_warn("peer %s at %s refused us: it does not trust this agent's key "
+                    "(retrying in %d s)",
+                    peer_label(p, fp), p->dialed, (p->retry_ms ? p->retry_ms * 2 : AGENT_RETRY_MIN_MS) / 1000);
+        schedule_redial(a, p);
     } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
                event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
         tr_log_warn("CURVE handshake with %s failed (wrong server key?)", p->dialed);
+        schedule_redial(a, p);
     }
     zmsg_destroy(&m);
     agent_flush(a);
@@ -375,6 +404,8 @@ int agent_connect_peer(agent_t *a, peer_t *p, tr_err_t *err)
 
 void agent_disconnect_peer(agent_t *a, peer_t *p)
 {
+    if (p->retry_timer >= 0 && a->loop) zloop_timer_end(a->loop, p->retry_timer);
+    p->retry_timer = -1;
     if (p->out) p->out->dead = true;
     p->out = NULL;
     for (size_t i = 0; i < a->nsessions; i++)

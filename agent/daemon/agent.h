@@ -40,6 +40,8 @@
 #define AGENT_SESSION_IDLE_MS 90000 /* inbound session without frames: forgotten */
 #define AGENT_BAN_MS 60000       /* a peer that broke the protocol is refused this long */
 #define AGENT_HWM 64             /* ZeroMQ high-water marks, messages */
+#define AGENT_RETRY_MIN_MS 2000  /* reconnect after a refused handshake: first wait */
+#define AGENT_RETRY_MAX_MS 60000 /* … doubling up to this */
 
 enum { PEER_STATIC = 0, PEER_DISCOVERED = 1, PEER_KNOCK = 2 };
 
@@ -73,6 +75,8 @@ typedef struct {
     uint8_t (*repos)[TR_REPO_ID_LEN]; /* from the peer's last hello */
     size_t nrepos;
     zsock_t *dealer;              /* outbound socket, or NULL */
+    int retry_ms;                 /* back-off after a refused handshake, 0 = none pending */
+    int retry_timer;              /* its zloop timer id while armed */
     zsock_t *monitor;             /* its socket monitor (PAIR), or NULL */
     session_t *out;               /* outbound session while connected */
 } peer_t;

@@ -393,12 +393,16 @@ static int on_wait(zloop_t *loop, int timer_id, void *arg)
             served_t *r = repos_find_id(a, w->repo);
             uint64_t count = 0;
             if (r) (void)tr_store_count(tr_repo_store(r->repo), &count, NULL);
-            if (r && (count > 0 || due))
-                body = ok(repo_json(r));
-            else if (!r)
+            /* Complete once ops arrived and every session went quiet, or once
+             * quiet for a second (an empty repository has nothing to send). */
+            bool quiet = done && (count > 0 || now >= w->not_before + 1000);
+            if (!r)
                 body = fail(TR_ENOTFOUND, "the clone was removed while syncing");
+            else if (quiet)
+                body = ok(repo_json(r));
             else if (due)
-                body = fail(TR_EUNREACH, "timed out before the first sync completed");
+                body = fail(TR_EUNREACH, "timed out before the first sync completed; the agent "
+                                         "keeps syncing %s", r->path);
         }
         if (body) {
             reply(a, w->envelope, body);

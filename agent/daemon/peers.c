@@ -49,6 +49,7 @@ static peer_t *peers_append(agent_t *a)
     peer_t *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->agent = a;
+    p->retry_timer = -1;
     a->peers[a->npeers++] = p;
     return p;
 }
