@@ -1,5 +1,5 @@
-/* config.c — parsing `.trellis/config.json` and resolving branch policies
- * (see tr_config.h). */
+/* config.c — parsing `.trellis/config.json`, resolving branch policies and
+ * holding the field strategies (see tr_config.h). */
 #include "tr_config.h"
 
 #include <fnmatch.h>
@@ -22,6 +22,7 @@ struct tr_config {
     int version;
     cfg_policy_t *policies; /* sorted bytewise by key */
     size_t npolicies;
+    tr_strategies_t *strategies; /* fieldStrategies + restrictionOrder (never NULL once parsed) */
     char **unknown; /* key paths, file order */
     size_t nunknown;
 };
@@ -213,13 +214,23 @@ static int cfg_branch_policies(cfg_ctx_t *x, const char *path, const json_t *v)
     return TR_OK;
 }
 
+/* fieldStrategies and restrictionOrder make one table (tr_strategy.h),
+ * parsed together once the file has been read (tr_config_parse). */
+static int cfg_strategy_section(cfg_ctx_t *x, const char *path, const json_t *v)
+{
+    (void)x, (void)path, (void)v;
+    return TR_OK;
+}
+
 /* The sections this version understands, handled in file order after
- * "version". A later version adds "fieldStrategies" and "links" here. */
+ * "version". A later version adds "links" here. */
 static const struct {
     const char *key;
     int (*parse)(cfg_ctx_t *x, const char *path, const json_t *v);
 } cfg_sections[] = {
     {"branchPolicies", cfg_branch_policies},
+    {"fieldStrategies", cfg_strategy_section},
+    {"restrictionOrder", cfg_strategy_section},
 };
 
 static int cfg_version(cfg_ctx_t *x, const json_t *root)
@@ -279,6 +290,9 @@ int tr_config_parse(const char *text, size_t len, const char *fname, tr_config_t
         rc = s < nsec ? cfg_sections[s].parse(&x, path, v) : cfg_unknown(&x, path);
         if (rc) goto done;
     }
+    rc = tr_strategies_parse(json_object_get(root, "fieldStrategies"),
+                             json_object_get(root, "restrictionOrder"), x.fname,
+                             &x.cfg->strategies, err);
 done:
     json_decref(root);
     if (rc) tr_config_destroy(&x.cfg);
@@ -296,6 +310,7 @@ void tr_config_destroy(tr_config_t **cp)
     for (size_t i = 0; i < c->nunknown; i++)
         free(c->unknown[i]);
     free(c->unknown);
+    tr_strategies_destroy(&c->strategies);
     free(c);
     *cp = NULL;
 }
@@ -357,4 +372,9 @@ size_t tr_config_unknown_count(const tr_config_t *c)
 const char *tr_config_unknown(const tr_config_t *c, size_t i)
 {
     return c && i < c->nunknown ? c->unknown[i] : NULL;
+}
+
+const tr_strategies_t *tr_config_strategies(const tr_config_t *c)
+{
+    return c ? c->strategies : NULL;
 }

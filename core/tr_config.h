@@ -13,6 +13,12 @@
  *       }
  *     }
  *
+ *   and the field strategies of docs/crdt.md §3, parsed by
+ *   tr_strategies_parse (tr_strategy.h) and held by the config:
+ *
+ *       "fieldStrategies": {"status": "highest_restriction_wins", "*": …},
+ *       "restrictionOrder": ["tombstoned", "archived", …]
+ *
  *   branchPolicies keys are branch names or fnmatch(3) globs (without
  *   FNM_PATHNAME, so `*` also matches '/'). A key is a glob if it contains
  *   `*`, `?`, `[` or `\`. Resolution for a branch:
@@ -25,9 +31,9 @@
  *
  *   Unknown keys (at the top level and inside a policy) do not stop parsing:
  *   they are remembered by key path (`frobnicate`, `branchPolicies.main.lin`)
- *   for a check command to report. Later versions add sections
- *   (`fieldStrategies`, `links`) as further entries in config.c's section
- *   table and accessors here; they are "unknown" to this build until then.
+ *   for a check command to report. Later versions add sections (`links`)
+ *   as further entries in config.c's section table and accessors here;
+ *   they are "unknown" to this build until then.
  *
  *   Errors name the file and the key path, or the line and column for JSON
  *   syntax: `config.json: branchPolicies."feature/[": invalid glob: '[' is
@@ -46,6 +52,7 @@
 #include <stddef.h>
 
 #include "tr_error.h"
+#include "tr_strategy.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -90,6 +97,14 @@ void tr_config_policy(const tr_config_t *c, const char *branch, size_t len, tr_c
  * (borrowed) with its policy. */
 size_t tr_config_policy_count(const tr_config_t *c);
 const char *tr_config_policy_at(const tr_config_t *c, size_t i, tr_config_policy_t *out);
+
+/* The field strategies (fieldStrategies and restrictionOrder; the
+ * defaults when the file has neither), borrowed: they live as long as the
+ * config. NULL for a NULL config, which tr_strategy.h reads as the
+ * defaults too. Errors in either key fail tr_config_parse with TR_ECONFIG
+ * naming the file and key path (`config.json: fieldStrategies."sta[":
+ * invalid glob: '[' is never closed`). */
+const tr_strategies_t *tr_config_strategies(const tr_config_t *c);
 
 /* Keys this build did not understand, as key paths in file order. */
 size_t tr_config_unknown_count(const tr_config_t *c);

@@ -30,6 +30,7 @@ void wtx_free(wtx_t *w)
     free(w->br);
     free(w->fresh);
     tr_hmap_free(&w->batch);
+    state_free(w);
     memset(w, 0, sizeof *w);
 }
 
@@ -87,6 +88,8 @@ int wtx_begin(wtx_t *w, MDB_txn *txn, tr_err_t *err)
     int r = store_meta_u64(s, txn, "count", &w->total, err);
     if (!r) r = store_meta_u64(s, txn, "next_branch", &w->next_branch, err);
     if (!r && w->next_branch == 0) r = tr_err_set(err, TR_ECORRUPT, "meta next_branch is 0");
+    w->total0 = w->total;
+    if (!r) r = state_begin(w, err); /* the materializer's view of this attempt */
     return r;
 }
 
@@ -199,8 +202,10 @@ static int put_maybe_append(MDB_cursor *c, MDB_val *k, MDB_val *d, unsigned flag
 /*
  * The one way in: the caller has decoded the op, checked every rule and
  * loaded the author's tip (wtx_author). The op becomes position count+1 of
- * its branch. Future materialized state (CRDT triples, fields, counters)
- * hooks in here, so write and integrate cannot disagree on what an op does.
+ * its branch. Its materialized state (CRDT triples, fields, counters,
+ * files, fingerprints) is written here too (state_commit, after the
+ * caller's state_prepare), so write and integrate cannot disagree on what
+ * an op does.
  */
 int store_apply(wtx_t *w, wbranch_t *b, wauthor_t *a, const tr_op_t *op, const uint8_t *rec,
                 size_t len, tr_err_t *err)
@@ -282,7 +287,7 @@ int store_apply(wtx_t *w, wbranch_t *b, wauthor_t *a, const tr_op_t *op, const u
     b->dirty = true;
     w->total++;
     w->meta_dirty = true;
-    return TR_OK;
+    return state_commit(w, bid, op, pos, err);
 }
 
 static int finish_branch(wtx_t *w, wbranch_t *b, tr_err_t *err)
@@ -329,7 +334,8 @@ static int finish_branch(wtx_t *w, wbranch_t *b, tr_err_t *err)
 
 int wtx_finish(wtx_t *w, tr_err_t *err)
 {
-    int r;
+    int r = state_finish(w, err);
+    if (r) return r;
     for (size_t i = 0; i < w->nbr; i++)
         if (w->br[i].dirty && (r = finish_branch(w, &w->br[i], err))) return r;
     if (w->meta_dirty) {

@@ -331,6 +331,14 @@ static int integrate_one(ictx_t *c, size_t i, tr_err_t *err)
                opname(op).s, as);
         return TR_OK;
     }
+    int why_code = 0;
+    char why[320];
+    r = state_prepare(&c->w, b, b->exists ? b->rec.id : 0, op, &why_code, why, sizeof why, err);
+    if (r) return r;
+    if (why_code) {
+        refuse(o, why_code, "%s", why);
+        return TR_OK;
+    }
     r = store_apply(&c->w, b, a, op, c->recs[i].data, c->recs[i].len, err);
     if (r) return r;
     o->code = TR_INTEGRATED;

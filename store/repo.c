@@ -126,6 +126,7 @@ int tr_repo_open(const char *path, unsigned flags, tr_repo_t **out, tr_err_t *er
     }
     if ((rc = tr_store_open(dir, flags, &r->store, err))) goto fail;
     tr_store_set_policy(r->store, tr_repo_policy, r->config);
+    tr_store_set_strategies(r->store, tr_config_strategies(r->config)); /* docs/crdt.md §3 */
     free(dir);
     *out = r;
     return TR_OK;

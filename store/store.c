@@ -329,6 +329,7 @@ static int create_body(void *ctx, MDB_txn *txn, tr_err_t *err)
     create_ctx_t *c = ctx;
     tr_store_t *s = c->s;
     int r = store_open_dbis(s, txn, MDB_CREATE, err);
+    if (!r) r = state_dbis_open(s, txn, true, err);
     if (r) return r;
     MDB_val k = {7, "version"}, d;
     int rc = mdb_get(txn, s->dbi[DBI_META], &k, &d);
@@ -388,6 +389,11 @@ int tr_store_create(const char *dir, const uint8_t repo_id[TR_REPO_ID_LEN], tr_s
     }
     *out = s;
     return TR_OK;
+}
+
+static int state_tables_body(void *ctx, MDB_txn *txn, tr_err_t *err)
+{
+    return state_dbis_open(ctx, txn, true, err);
 }
 
 /*
@@ -462,12 +468,19 @@ int tr_store_open(const char *dir, unsigned flags, tr_store_t **out, tr_err_t *e
     memcpy(s->repo, d.mv_data, TR_REPO_ID_LEN);
     r = store_open_dbis(s, txn, 0, err);
     if (r) goto fail;
+    /* the materializer's tables; a store made before them gets them now
+     * (its state is then "not built" until a rebuild) */
+    r = state_dbis_open(s, txn, false, err);
+    if (r && r != TR_ENOTFOUND) goto fail;
+    bool add_state = r == TR_ENOTFOUND && !(flags & TR_STORE_RDONLY);
+    r = TR_OK;
     rc = mdb_txn_commit(txn); /* makes the DBI handles available to later txns */
     txn = NULL;
     if (rc) {
         r = store_mdb_err(err, rc, "opening tables");
         goto fail;
     }
+    if (add_state && (r = store_write_txn(s, state_tables_body, s, err))) goto fail;
     *out = s;
     return TR_OK;
 fail:

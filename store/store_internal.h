@@ -12,6 +12,10 @@
  *     read.c      the read functions
  *     verify.c    tr_store_verify: the snapshot walk and its worker threads
  *     verify_check.c  the checks that need the log's order (verify_internal.h)
+ *     state.c     the materializer: CRDT state, its indexes and fingerprints,
+ *                 maintained by store_apply (docs/storage.md §9)
+ *     rebuild.c   tr_store_rebuild and the state readers
+ *     merge.c     tr_store_reconcile: two replicas' divergent suffixes
  *   The on-disk layout is described in docs/storage.md; the key and value
  *   layouts below are its source of truth.
  *
@@ -29,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tr_crdt.h"
 #include "tr_hmap.h"
 #include "tr_store.h"
 
@@ -72,9 +77,31 @@ enum {
     DBI_N
 };
 
+/* The materializer's tables (state.c), opened next to the log's. */
+enum {
+    SDBI_STATE,     /* bid ‖ state key → state (docs/crdt.md §4) */
+    SDBI_TPOS,      /* bid ‖ [p, o, s] → ∅: present triples by predicate */
+    SDBI_TOSP,      /* bid ‖ [o, s, p] → ∅: present triples by object */
+    SDBI_CONFLICTS, /* bid ‖ ["f", e, f] → ∅: manual fields with ≥ 2 candidates */
+    SDBI_ENTITIES,  /* bid ‖ ["d", e] → fingerprint: entities with a visible field */
+    SDBI_REFUSED,   /* bid u32, pos u64 → code i32, hash, reason: ops not materialized */
+    SDBI_N
+};
+
+/* Keys of the state tables: bid u32 then a canonical msgpack key. LMDB keys
+ * are at most 511 bytes; a longer one is stored as bid ‖ its first
+ * SKEY_PREFIX bytes ‖ BLAKE2b-256 of all of it (exactly SKEY_LONG bytes, a
+ * length no short key has), and its value starts with the whole key. */
+#define SKEY_SHORT 474                              /* longest key kept as is */
+#define SKEY_PREFIX 475                             /* bytes a long key keeps */
+#define SKEY_LONG (4 + SKEY_PREFIX + TR_HASH_LEN)   /* = 511 */
+
 struct tr_store {
     MDB_env *env;
     MDB_dbi dbi[DBI_N];
+    MDB_dbi sdbi[SDBI_N];
+    bool state_tables; /* false: a read-only store an older build made */
+    const tr_strategies_t *strategies; /* borrowed; NULL = defaults */
     uint8_t repo[TR_REPO_ID_LEN];
     unsigned flags;
     tr_policy_fn policy;
@@ -270,6 +297,9 @@ typedef struct {
     uint8_t *fresh;        /* {hash, loc} of each op applied: the new index run */
     size_t nfresh, capfresh;
     uint64_t total;        /* meta count */
+    uint64_t total0;       /* meta count when the attempt began */
+    unsigned wflags;       /* TR_WRITE_* (tr_store_write_ex) */
+    struct state_tx *st;   /* the materializer's per-txn state (state.c) */
     uint64_t next_branch;  /* meta next_branch */
     bool meta_dirty;
     bool seq_append;       /* MDB_APPEND may still succeed on `seq` */
@@ -297,5 +327,76 @@ int store_apply(wtx_t *w, wbranch_t *b, wauthor_t *a, const tr_op_t *op, const u
                 size_t len, tr_err_t *err);
 /* Writes per-branch state and meta, then runs index maintenance. */
 int wtx_finish(wtx_t *w, tr_err_t *err);
+
+/* ---- state.c: the materializer (docs/storage.md §9) ------------------- */
+
+/* Opens the state tables in txn (creating them if `create`). TR_ENOTFOUND
+ * if they do not exist and create is false. */
+int state_dbis_open(tr_store_t *s, MDB_txn *txn, bool create, tr_err_t *err);
+
+/* Per attempt (from wtx_begin): reads the state's digest and decides
+ * whether this txn materializes, only appends (state not built), or must
+ * refuse materializable ops (state built with other strategies). */
+int state_begin(wtx_t *w, tr_err_t *err);
+/* Frees the per-txn state (from wtx_free). */
+void state_free(wtx_t *w);
+
+/* Before store_apply: classifies op, checks a field.set's pred (each hash a
+ * known op of this branch), and computes its new states. `b` is the op's
+ * branch (NULL: no pred check, e.g. a rebuild); `bid` its id, 0 for a branch
+ * this txn has not created yet. *refuse receives 0, or a code with `why`
+ * when the record must not enter the log (an unknown pred; under
+ * TR_WRITE_STRICT anything the materializer would not materialize). A
+ * returned error is a store failure (or TR_ECONFIG: stale state). */
+int state_prepare(wtx_t *w, wbranch_t *b, uint32_t bid, const tr_op_t *op, int *refuse,
+                  char *why, size_t whylen, tr_err_t *err);
+/* From store_apply, once op is position `pos` of branch `bid`: writes what
+ * state_prepare computed (preparing first if it was not called). */
+int state_commit(wtx_t *w, uint32_t bid, const tr_op_t *op, uint64_t pos, tr_err_t *err);
+/* End of the txn (from wtx_finish): fingerprints of the entities changed. */
+int state_finish(wtx_t *w, tr_err_t *err);
+
+/* TR_WRITE_PRED: for a field.set spec, appends to `body` the spec's body
+ * with "pred" set to the writes the field's state holds now, and points
+ * op->body at it. Other kinds are left alone. */
+int state_fill_pred(wtx_t *w, uint32_t bid, tr_op_t *op, tr_buf_t *body, tr_err_t *err);
+
+/* Rebuild plumbing (rebuild.c): materialize as if the state were built. */
+void state_force(wtx_t *w);
+/* Test hook: rebuild in transactions of chunk_ops ops (0: the default),
+ * and stop with TR_EBUSY after stop_after transactions (0: never). */
+void store_test_rebuild(uint64_t chunk_ops, unsigned stop_after);
+
+/* Where the state stands for s's strategies, read in txn; *empty: the store
+ * holds no ops and no state digest yet. */
+int state_status_txn(const tr_store_t *s, MDB_txn *txn, tr_state_status_t *out, bool *empty,
+                     tr_err_t *err);
+/* The meta keys: the digest of the strategies the state was built with,
+ * and the rebuild in progress (digest 32, bid u32, pos u64). */
+const char *state_meta_digest(void);
+const char *state_meta_build(void);
+
+/* Readers shared with rebuild.c and merge.c. `mk` is scratch for mapped
+ * keys. Payload pointers are valid until the next write in txn. */
+typedef int (*state_kv_fn)(void *arg, const uint8_t *key, size_t klen, const uint8_t *val,
+                           size_t vlen);
+/* Entries of table `dbi` of branch bid whose key starts with prefix. */
+int state_scan(MDB_txn *txn, MDB_dbi dbi, const char *table, uint32_t bid, const uint8_t *prefix,
+               size_t plen, tr_buf_t *mk, state_kv_fn fn, void *arg, tr_err_t *err);
+/* The payload under (bid, key) in state table `sdbi` (*v NULL: absent). */
+int state_get(MDB_txn *txn, const tr_store_t *s, int sdbi, tr_buf_t *mk, uint32_t bid,
+              const uint8_t *k, size_t kn, const uint8_t **v, size_t *vn, tr_err_t *err);
+const char *state_table_name(int sdbi);
+/* Splits a stored entry of a state table into its whole key and payload. */
+int state_unpack(const MDB_val *key, const MDB_val *val, const uint8_t **k, size_t *kn,
+                 const uint8_t **v, size_t *vn);
+/* An entity's deletion lamport (0: none). `key` is scratch. */
+int state_tomb(MDB_txn *txn, const tr_store_t *s, tr_buf_t *key, tr_buf_t *mk, uint32_t bid,
+               tr_crdt_str_t e, uint64_t *tomb, tr_err_t *err);
+/* Gathers entity e's fields and counters into `ent` and finishes it: the
+ * map (if non-NULL), fingerprint and number of visible fields. */
+int state_entity(MDB_txn *txn, const tr_store_t *s, tr_crdt_entity_t *ent, tr_buf_t *key,
+                 tr_buf_t *mk, uint32_t bid, tr_crdt_str_t e, tr_buf_t *map,
+                 uint8_t fp[TR_HASH_LEN], size_t *nfields, tr_err_t *err);
 
 #endif

@@ -265,6 +265,164 @@ void tr_store_cursor_destroy(tr_store_cursor_t **c);
 void tr_store_policy(const tr_store_t *s, const char *branch, tr_branch_policy_t *out);
 
 
+/* ---- Materialized state (store/state.c, rebuild.c, merge.c) ----------
+ *
+ * Every op that enters a branch's log — through tr_store_write or
+ * tr_store_integrate, on linear and CRDT branches alike — is materialized
+ * in the same write transaction by the rules of docs/crdt.md: classified,
+ * applied to the states of the keys it touches, and the triple indexes,
+ * the open-conflict index and the fingerprints of the entities it changed
+ * are updated. Which ops are refused, stored without being materialized,
+ * or journaled is in docs/storage.md §9. States are per branch.
+ *
+ * The state depends on the field strategies (tr_store_set_strategies; the
+ * repository installs config.json's). The store keeps their digest next to
+ * the state; a process whose strategies differ cannot materialize (its
+ * writes and integrations of materializable ops fail with TR_ECONFIG,
+ * saying to run `trellis rebuild`) until tr_store_rebuild rebuilt the
+ * state with its strategies.
+ *
+ * Caveats
+ *   - Readers take one read snapshot per call; callbacks get pointers into
+ *     it that are valid during the call only.
+ *   - Branch ids are local: two replicas with the same ops hold the same
+ *     state bytes per branch, under whatever id each gave the branch.
+ */
+#include "../core/tr_crdt.h"
+
+/* The field strategies to materialize with (borrowed: must outlive the
+ * store or be replaced). NULL means the defaults. */
+void tr_store_set_strategies(tr_store_t *s, const tr_strategies_t *st);
+const tr_strategies_t *tr_store_strategies(const tr_store_t *s);
+
+typedef enum {
+    TR_STATE_READY = 0, /* built with this store's strategies (or nothing to build) */
+    TR_STATE_STALE,     /* built with other strategies: rebuild */
+    TR_STATE_UNBUILT,   /* never built (a store an older build made), or a
+                           rebuild did not finish: rebuild */
+} tr_state_status_t;
+
+/* Where the state stands for this store's strategies. */
+int tr_store_state_status(tr_store_t *s, tr_state_status_t *out, tr_err_t *err) TR_MUST_CHECK;
+
+/* tr_store_write with flags:
+ *   TR_WRITE_STRICT  refuse the batch (nothing written) if an op would not
+ *                    be materialized: a body of the wrong shape
+ *                    (TR_EBODY), an unknown kind (TR_EKIND; app.* is
+ *                    fine), a refused effect (TR_EIMMUTABLE, TR_EKIND,
+ *                    TR_ETOOBIG) — applied with the lamport the op gets,
+ *                    inside the transaction — or a state that is not
+ *                    ready (TR_ECONFIG). The reason is the materializer's.
+ *   TR_WRITE_PRED    field.set: the store sets the body's "pred" to the
+ *                    writes the field's state holds inside the write
+ *                    transaction (tr_crdt_body_set), so the write
+ *                    overwrites exactly what is there when it lands. */
+#define TR_WRITE_STRICT 0x1u
+#define TR_WRITE_PRED 0x2u
+int tr_store_write_ex(tr_store_t *s, const char *branch, const tr_op_spec_t *specs, size_t n,
+                      const tr_identity_t *id, uint64_t wall_ms, unsigned flags,
+                      uint8_t (*hashes)[TR_HASH_LEN], tr_err_t *err) TR_MUST_CHECK;
+
+typedef struct {
+    uint64_t ops;       /* ops replayed from the log */
+    uint64_t refused;   /* of those, journaled as not materialized */
+    uint64_t states;    /* state keys */
+    uint64_t entities;  /* entities with a fingerprint */
+    uint64_t conflicts; /* open conflicts */
+    uint64_t txns;      /* write transactions it took */
+} tr_rebuild_stats_t;
+
+/* Recomputes every state table from the log with this store's strategies:
+ * empties them, replays each branch in integration order (in transactions
+ * of at most 100,000 ops, resumable: a rebuild that was interrupted is
+ * finished by the next one) and records the strategies' digest. The result
+ * is byte-identical to incremental materialization. Writers running
+ * meanwhile only append; the rebuild materializes their ops too. */
+int tr_store_rebuild(tr_store_t *s, tr_rebuild_stats_t *stats, tr_err_t *err) TR_MUST_CHECK;
+
+/* The state of one key (a tr_crdt_key_* key) on `branch`, copied into
+ * `out` (reset first). TR_ENOTFOUND if the key has none. */
+int tr_store_state_get(tr_store_t *s, const char *branch, const uint8_t *key, size_t len,
+                       tr_buf_t *out, tr_err_t *err) TR_MUST_CHECK;
+
+/* Calls fn for each state of `branch` whose key starts with prefix[0..plen)
+ * (a tr_crdt_key_prefix), in key order except that keys longer than 474
+ * bytes sort by their first 475 bytes. fn returning non-zero stops (and
+ * that value is returned). */
+typedef int (*tr_state_fn)(void *arg, const uint8_t *key, size_t klen, const uint8_t *state,
+                           size_t slen);
+int tr_store_state_scan(tr_store_t *s, const char *branch, const uint8_t *prefix, size_t plen,
+                        tr_state_fn fn, void *arg, tr_err_t *err);
+
+/* The stored fingerprint of entity[0..len) on `branch`. TR_ENOTFOUND if
+ * the entity has no visible field (it does not exist). */
+int tr_store_fingerprint(tr_store_t *s, const char *branch, const char *entity, size_t len,
+                         uint8_t fp[TR_HASH_LEN], tr_err_t *err);
+
+/* Present triples of `branch` matching the filters (p == NULL: any),
+ * through an index: by subject (and predicate) from the state, by
+ * predicate alone from [p, o, s], by object from [o, s, p]. */
+typedef int (*tr_triple_fn)(void *arg, tr_crdt_str_t s, tr_crdt_str_t p, tr_crdt_str_t o);
+int tr_store_triples(tr_store_t *s, const char *branch, tr_crdt_str_t subj, tr_crdt_str_t pred,
+                     tr_crdt_str_t obj, tr_triple_fn fn, void *arg, tr_err_t *err);
+
+/* Open conflicts (manual_resolution fields with two or more candidates),
+ * from their index: of `branch`, or of every branch (NULL) in branch-id
+ * order. The key is the field's ["f", entity, field]. */
+typedef int (*tr_conflict_fn)(void *arg, const char *branch, const uint8_t *key, size_t klen,
+                              const uint8_t *state, size_t slen);
+int tr_store_conflicts(tr_store_t *s, const char *branch, tr_conflict_fn fn, void *arg,
+                       tr_err_t *err);
+
+/* The journal of ops that are in the log but were not materialized (a body
+ * of the wrong shape, or a refused effect), of `branch` or all (NULL), in
+ * log order, and its size. Local: another replica may refuse other ops
+ * (e.g. which of two immutable writes comes second depends on the order). */
+typedef int (*tr_refused_fn)(void *arg, const char *branch, uint64_t pos,
+                             const uint8_t hash[TR_HASH_LEN], int code, const char *reason);
+int tr_store_refused(tr_store_t *s, const char *branch, tr_refused_fn fn, void *arg,
+                     tr_err_t *err);
+int tr_store_refused_count(tr_store_t *s, uint64_t *n, tr_err_t *err);
+
+/* ---- Reconciling two replicas (store/merge.c) ---- */
+
+typedef enum {
+    TR_RECON_SAME = 0,     /* both hold the same ops */
+    TR_RECON_LOCAL_AHEAD,  /* only the local side has ops the other lacks */
+    TR_RECON_REMOTE_AHEAD, /* only the remote side has: integrated (a
+                              fast-forward on a linear branch) */
+    TR_RECON_MERGED,       /* CRDT branch, both sides have unique ops: the
+                              remote's were integrated */
+    TR_RECON_DIVERGED,     /* linear branch, both sides have unique ops:
+                              reported, nothing integrated */
+} tr_recon_status_t;
+
+typedef struct {
+    char branch[TR_BRANCH_MAX + 1];
+    tr_recon_status_t status;
+    bool linear;                   /* the local policy of the branch */
+    bool has_fork;                 /* fork: the last op both hold */
+    uint8_t fork[TR_HASH_LEN];
+    uint64_t unique_local, unique_remote;
+    uint64_t integrated, duplicates, refused; /* of the remote's unique ops */
+    const tr_reconcile_t *rec;     /* tr_reconcile over both suffixes
+                                      (merged order, conflicts); owned */
+    struct tr_recon_priv *priv;
+} tr_store_recon_t;
+
+/* Reconciles `branch` of two stores of one repository (TR_EREPO
+ * otherwise): each side's ops beyond the other's version vector are read
+ * through tr_store_cursor_vv — cost and memory follow the divergence, not
+ * the history — and compared with tr_reconcile (plus each author's last
+ * common op, for the fork point). Unless dry_run, the remote's unique ops
+ * are then integrated into `local` with tr_store_integrate (every rule
+ * applies; refusals go to `refuse`), except on a linear branch where both
+ * sides diverged. Caller owns *out. */
+int tr_store_reconcile(tr_store_t *local, tr_store_t *remote, const char *branch, bool dry_run,
+                       tr_refuse_fn refuse, void *arg, tr_store_recon_t **out,
+                       tr_err_t *err) TR_MUST_CHECK;
+void tr_store_recon_destroy(tr_store_recon_t **r);
+
 #ifdef __cplusplus
 }
 #endif

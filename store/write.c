@@ -17,8 +17,10 @@ typedef struct {
     const tr_identity_t *id;
     uint64_t wall_ms;
     uint8_t (*hashes)[TR_HASH_LEN];
+    unsigned flags;
     wtx_t w;
-    tr_buf_t buf; /* one record at a time, reused */
+    tr_buf_t buf;   /* one record at a time, reused */
+    tr_buf_t pbody; /* TR_WRITE_PRED: the body with its pred filled in */
 } write_ctx_t;
 
 typedef struct {
@@ -137,10 +139,23 @@ static int write_body(void *ctx, MDB_txn *txn, tr_err_t *err)
         op.body = sp->body;
         op.body_len = sp->body_len;
         op.has_sig = false;
+        uint32_t bid = b->exists ? b->rec.id : 0;
+        if ((c->flags & TR_WRITE_PRED) && (r = state_fill_pred(&c->w, bid, &op, &c->pbody, err)))
+            return c->n > 1 ? tr_err_prefix(err, r, "op %zu of %zu: ", i, c->n) : r;
         bool sign = i + 1 == c->n || op.seq % TR_OP_SIGN_EVERY == 0;
         tr_buf_reset(&c->buf);
         r = tr_op_encode(&op, sign ? tr_identity_secret(c->id) : NULL, &c->buf, err);
         if (r) return tr_err_prefix(err, r, "op %zu of %zu: ", i, c->n);
+        /* what integration would refuse (an unknown pred), and under
+         * TR_WRITE_STRICT what the materializer would not materialize,
+         * fails the batch here: nothing is written */
+        int why_code = 0;
+        char why[320];
+        if ((r = state_prepare(&c->w, b, bid, &op, &why_code, why, sizeof why, err))) return r;
+        if (why_code) {
+            if (c->n > 1) return tr_err_set(err, why_code, "op %zu of %zu: %s", i, c->n, why);
+            return tr_err_set(err, why_code, "%s", why);
+        }
         if ((r = store_apply(&c->w, b, a, &op, c->buf.data, c->buf.len, err))) return r;
         if (c->hashes) memcpy(c->hashes[i], op.hash, TR_HASH_LEN);
         memcpy(prev, op.hash, TR_HASH_LEN);
@@ -159,15 +174,25 @@ int tr_store_write(tr_store_t *s, const char *branch, const tr_op_spec_t *specs,
                    const tr_identity_t *id, uint64_t wall_ms, uint8_t (*hashes)[TR_HASH_LEN],
                    tr_err_t *err)
 {
+    return tr_store_write_ex(s, branch, specs, n, id, wall_ms, 0, hashes, err);
+}
+
+int tr_store_write_ex(tr_store_t *s, const char *branch, const tr_op_spec_t *specs, size_t n,
+                      const tr_identity_t *id, uint64_t wall_ms, unsigned flags,
+                      uint8_t (*hashes)[TR_HASH_LEN], tr_err_t *err)
+{
     if (!s || !branch || (!specs && n) || !id)
         return tr_err_set(err, TR_EINVAL, "tr_store_write: missing argument");
+    if (flags & ~(TR_WRITE_STRICT | TR_WRITE_PRED))
+        return tr_err_set(err, TR_EINVAL, "tr_store_write: unknown flags 0x%x", flags);
     size_t blen = strlen(branch);
     if (blen == 0 || blen > TR_BRANCH_MAX)
         return tr_err_set(err, TR_EINVAL, "branch name must be 1..%d bytes", TR_BRANCH_MAX);
     if (n == 0) return TR_OK;
     write_ctx_t c = {.s = s, .branch = branch, .blen = blen, .specs = specs, .n = n, .id = id,
-                     .wall_ms = wall_ms, .hashes = hashes};
+                     .wall_ms = wall_ms, .hashes = hashes, .flags = flags};
     wtx_init(&c.w, s);
+    c.w.wflags = flags;
     int r;
     if (wtx_slot(&c.w, branch, blen) < 0)
         r = tr_err_set(err, TR_ENOMEM, "out of memory");
@@ -175,5 +200,6 @@ int tr_store_write(tr_store_t *s, const char *branch, const tr_op_spec_t *specs,
         r = store_write_txn(s, write_body, &c, err);
     wtx_free(&c.w);
     tr_buf_free(&c.buf);
+    tr_buf_free(&c.pbody);
     return r;
 }

@@ -5,7 +5,8 @@
  *   main.c holds the command table and dispatch; each cmd_*.c file holds one
  *   or two commands (their help text, option parsing and output); util.c the
  *   shared plumbing: error and usage messages, colour, JSON output, opening
- *   the repository and the identity; opjson.c the one JSON shape of an op.
+ *   the repository and the identity; opjson.c the one JSON shape of an op;
+ *   client.c the control-socket client that talks to a running trellisd.
  *
  *   Conventions every command follows:
  *     - exit codes CLI_OK 0, CLI_FAIL 1, CLI_USAGE 2, CLI_UNREACH 3;
@@ -21,12 +22,16 @@
  *   - One cli_t per process; commands run once and return an exit code.
  *   - cli_repo/cli_identity open lazily and main() closes them; commands never
  *     free what the context owns.
+ *   - Commands that need the agent exit CLI_UNREACH (3) when it does not run
+ *     or does not answer in time; the local commands never need it, and a
+ *     local write only notifies it (cli_wrote).
  */
 #ifndef TR_CLI_H
 #define TR_CLI_H
 
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -79,7 +84,8 @@ struct cli {
 
 /* Command tables (cmd_*.c). */
 extern const cli_cmd_t cli_cmd_init, cli_cmd_id, cli_cmd_op, cli_cmd_op_add, cli_cmd_op_import,
-    cli_cmd_log, cli_cmd_show, cli_cmd_verify, cli_cmd_sync;
+    cli_cmd_log, cli_cmd_show, cli_cmd_verify, cli_cmd_sync, cli_cmd_repo, cli_cmd_peers,
+    cli_cmd_peer, cli_cmd_clone;
 
 /* ---- util.c ---------------------------------------------------------- */
 
@@ -88,6 +94,12 @@ extern const cli_cmd_t cli_cmd_init, cli_cmd_id, cli_cmd_op, cli_cmd_op_add, cli
  * short options string must not start with ':' (added here). */
 int cli_getopt(cli_t *c, int argc, char **argv, const char *shortopts,
                const struct option *longopts);
+
+/* The options of a command that takes only --json, --help and, when
+ * `timeout` is non-NULL, --timeout MS (100 to max_ms; *timeout holds the
+ * default). Returns -1 when the command goes on (optind at its first
+ * argument), or the exit code to return (help shown, usage error). */
+int cli_std_opts(cli_t *c, int argc, char **argv, bool *json, uint64_t *timeout, uint64_t max_ms);
 
 /* Prints the current command's help to stdout; returns CLI_OK. */
 int cli_help(cli_t *c);
@@ -132,6 +144,37 @@ int cli_flush(cli_t *c, int rc);
 
 /* Wall-clock milliseconds since the epoch. */
 uint64_t cli_now_ms(void);
+
+/* Monotonic milliseconds (for deadlines). */
+uint64_t cli_mono_ms(void);
+
+/* ---- client.c -------------------------------------------------------- */
+
+#define CLI_AGENT_TIMEOUT_MS 3000 /* a reply from the agent, docs/control.md */
+#define CLI_AGENT_MARGIN_MS 2000  /* beyond a waiting command's own timeout_ms */
+#define CLI_AGENT_NOTIFY_MS 500   /* the "changed" notice after a local write */
+
+/* Sends {"cmd": cmd, "args": args} to the local agent (args stolen; NULL
+ * means {}) and waits up to timeout_ms for its reply. CLI_OK: *result is the
+ * reply's result (caller owns). Otherwise nothing is printed and `why` (n
+ * bytes) says what went wrong: CLI_UNREACH no agent or no reply in time,
+ * CLI_USAGE the agent refused the arguments (code "invalid"), CLI_FAIL any
+ * other refusal or a broken reply. */
+int cli_agent_try(cli_t *c, const char *cmd, json_t *args, int timeout_ms, json_t **result,
+                  char *why, size_t n);
+
+/* cli_agent_try that prints the failure ("trellis: <cmd>: <why>", or a usage
+ * message) and returns the exit code: CLI_UNREACH (3), CLI_USAGE, CLI_FAIL. */
+int cli_agent_call(cli_t *c, const char *cmd, json_t *args, int timeout_ms, json_t **result);
+
+/* Call after every successful local write to repository `root`: tells a
+ * running agent to push `branch` (NULL: any) to its peers now. Silent, best
+ * effort, bounded by CLI_AGENT_NOTIFY_MS. */
+void cli_wrote(cli_t *c, const char *root, const char *branch);
+
+/* `path` made absolute: realpath(3) when it exists, else the working
+ * directory prefixed and "."/".." folded. Prints the error itself. */
+int cli_abspath(cli_t *c, const char *path, char out[PATH_MAX]);
 
 /* ---- opjson.c -------------------------------------------------------- */
 

@@ -465,6 +465,7 @@ static int imp_run(cli_t *c, int argc, char **argv)
     uint64_t lines = 0, bad_line = 0;
     imp_feed(&m, &rd, file, &lines, &bad_line, &err);
     pthread_join(writer, NULL);
+    if (m.appended) cli_wrote(c, tr_repo_root(repo), NULL); /* also after a partial import */
     rc = imp_report(c, &m, json, lines, bad_line, &err);
 out:
     if (rd.fd != STDIN_FILENO) close(rd.fd);

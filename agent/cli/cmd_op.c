@@ -24,7 +24,8 @@ static const char add_help[] =
     "                      [--json]\n"
     "\n"
     "Appends one op on top of the branch's head, signed with your identity\n"
-    "(created on first use), durably, and prints its hash.\n"
+    "(created on first use), durably, and prints its hash. A running trellisd\n"
+    "is told at once, so it pushes the op to its peers.\n"
     "\n"
     "Options:\n"
     "  --kind KIND      what the op does: 1-64 characters of a-z 0-9 . _ -,\n"
@@ -99,6 +100,7 @@ static int add_run(cli_t *c, int argc, char **argv)
     rc = tr_store_write(s, branch, &spec, 1, id, cli_now_ms(), hash, &err);
     tr_buf_free(&buf);
     if (rc != TR_OK) return cli_fail_err(c, NULL, &err);
+    cli_wrote(c, tr_repo_root(repo), branch);
 
     if (!json) {
         char hex[2 * TR_HASH_LEN + 1];

@@ -1,5 +1,6 @@
 /* main.c — `trellis`: global options, the command table and dispatch. */
 #include "cli.h"
+#include "cli_crdt.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -27,15 +28,20 @@ static const char main_help_tail[] =
     "\n"
     "Every command takes --help; those that print data take --json (one JSON\n"
     "value on stdout: an array for listings, an object for one item).\n"
+    "repo, peers, peer, clone and sync now talk to the local agent (trellisd);\n"
+    "the others work on the repository directly, with or without it.\n"
     "\n"
     "Files: your identity is in $XDG_CONFIG_HOME/trellis (~/.config/trellis);\n"
     "TRELLIS_HOME, if set, holds all of trellis's directories instead.\n"
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error, 3 agent unreachable.\n";
 
-static const cli_cmd_t *const main_cmds[] = {&cli_cmd_init, &cli_cmd_id,   &cli_cmd_op,
-                                             &cli_cmd_log,  &cli_cmd_show, &cli_cmd_verify,
-                                             &cli_cmd_sync, NULL};
+static const cli_cmd_t *const main_cmds[] = {
+    &cli_cmd_init, &cli_cmd_id,   &cli_cmd_op,    &cli_cmd_log,   &cli_cmd_show, &cli_cmd_verify,
+    &cli_cmd_sync, &cli_cmd_repo, &cli_cmd_peers, &cli_cmd_peer, &cli_cmd_clone,
+    /* CRDT (cmd_crdt.c) */
+    &cli_cmd_set, &cli_cmd_append, &cli_cmd_get, &cli_cmd_triple, &cli_cmd_counter,
+    &cli_cmd_resolve, &cli_cmd_conflicts, &cli_cmd_rebuild, NULL};
 
 static const cli_cmd_t main_root = {"", "", main_help_head, NULL, NULL};
 
@@ -51,7 +57,7 @@ static size_t main_list_line(char *list, size_t cap, size_t o, const char *name,
 /* Prints the top-level help with the command list built from the table. */
 static void main_print_help(FILE *f)
 {
-    char list[2048], name[32];
+    char list[4096], name[32];
     size_t o = 0;
     list[0] = '\0';
     for (size_t i = 0; main_cmds[i]; i++) {

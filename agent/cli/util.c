@@ -153,3 +153,33 @@ uint64_t cli_now_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+
+uint64_t cli_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int cli_std_opts(cli_t *c, int argc, char **argv, bool *json, uint64_t *timeout, uint64_t max_ms)
+{
+    static const struct option with_timeout[] = {
+        {"timeout", required_argument, NULL, 't'}, CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
+    const struct option *opts = timeout ? with_timeout : with_timeout + 1;
+    int o, rc;
+    while ((o = cli_getopt(c, argc, argv, "h", opts)) != -1) {
+        switch (o) {
+        case 't':
+            if ((rc = cli_parse_u64(c, "--timeout", optarg, 100, max_ms, timeout))) return rc;
+            break;
+        case 'j':
+            *json = true;
+            break;
+        case 'h':
+            return cli_help(c);
+        default:
+            return CLI_USAGE;
+        }
+    }
+    return -1;
+}
