@@ -1,6 +1,7 @@
 # trellis — build, test, install, bench, fuzz.
 #
-#   make                 optimised build: build/rel/{libtrellis.a,libtrellis.so,trellis}
+#   make                 optimised build: build/rel/{libtrellis.a,libtrellis.so,trellis,trellisd}
+#   make run             install missing Debian packages (as root), build, run trellisd
 #   make test            install missing Debian packages (as root), build with
 #                        ASan+UBSan and run the whole suite
 #   make bench           optimised build, then the benchmarks (JSON lines on stdout)
@@ -47,7 +48,7 @@ SAN := build/san
 rel_obj = $(patsubst %.c,$(REL)/%.o,$(1))
 san_obj = $(patsubst %.c,$(SAN)/%.o,$(1))
 
-.PHONY: all test deps bench demo fuzz install uninstall clean check-deps san soak
+.PHONY: all test deps bench demo run fuzz install uninstall clean check-deps san soak
 
 all: check-deps $(REL)/libtrellis.a $(REL)/libtrellis.so $(REL)/trellis $(REL_DAEMON)
 
@@ -129,7 +130,13 @@ soak: deps
 	@$(MAKE) --no-print-directory san
 	@TRELLIS_BUILD=$(SAN) TRELLIS_SOAK=1 tests/run.sh
 
-# The Quick start's first command: build, then create a demo repository,
+# The Quick start's first command: build and run the agent in the foreground
+# (Ctrl-C stops it). TRELLISD_ARGS passes options, e.g. --listen tcp://*:0.
+run: deps
+	@$(MAKE) --no-print-directory all
+	exec $(REL)/trellisd $(TRELLISD_ARGS)
+
+# A tour of the command line without an agent: build, then create a demo repository,
 # append ops and show the log (state under build/demo, nothing else touched).
 DEMO := build/demo
 demo: deps
