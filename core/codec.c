@@ -112,8 +112,8 @@ static int rd_peek(tr_rd_t *r, uint8_t *t)
 static int rd_container(tr_rd_t *r, uint32_t *n, uint8_t fixbase, uint8_t fixmax, uint8_t t16,
                         uint8_t t32, const char *what)
 {
-    uint8_t t;
-    uint64_t v;
+    uint8_t t = 0;
+    uint64_t v = 0;
     if (rd_peek(r, &t)) return r->code;
     if (t >= fixbase && t <= fixmax) {
         r->p++;
@@ -147,8 +147,8 @@ int tr_rd_map(tr_rd_t *r, uint32_t *n)
  * two's-complement int64 bits). */
 static int rd_integer(tr_rd_t *r, uint64_t *u, bool *neg)
 {
-    uint8_t t;
-    uint64_t v;
+    uint8_t t = 0;
+    uint64_t v = 0;
     if (rd_peek(r, &t)) return r->code;
     *neg = false;
     if (t <= 0x7f) {
@@ -213,7 +213,7 @@ int tr_rd_int(tr_rd_t *r, int64_t *v)
 
 int tr_rd_bool(tr_rd_t *r, bool *v)
 {
-    uint8_t t;
+    uint8_t t = 0;
     if (rd_peek(r, &t)) return r->code;
     if (t != 0xc2 && t != 0xc3) return tr_rd_fail(r, TR_EMALFORMED, "expected a boolean");
     r->p++;
@@ -228,7 +228,7 @@ bool tr_rd_is_nil(const tr_rd_t *r)
 
 int tr_rd_nil(tr_rd_t *r)
 {
-    uint8_t t;
+    uint8_t t = 0;
     if (rd_peek(r, &t)) return r->code;
     if (t != 0xc0) return tr_rd_fail(r, TR_EMALFORMED, "expected nil");
     r->p++;
@@ -238,8 +238,8 @@ int tr_rd_nil(tr_rd_t *r)
 /* str header: fixstr, str8 (≥32), str16 (≥256), str32 (≥65536). */
 static int rd_str_raw(tr_rd_t *r, const char **s, size_t *n)
 {
-    uint8_t t;
-    uint64_t v;
+    uint8_t t = 0;
+    uint64_t v = 0;
     if (rd_peek(r, &t)) return r->code;
     if (t >= 0xa0 && t <= 0xbf) {
         r->p++;
@@ -271,8 +271,8 @@ int tr_rd_str(tr_rd_t *r, const char **s, size_t *n, size_t min, size_t max)
 /* bin header: bin8 (any), bin16 (≥256), bin32 (≥65536). */
 int tr_rd_bin(tr_rd_t *r, const uint8_t **p, size_t *n, size_t min, size_t max)
 {
-    uint8_t t;
-    uint64_t v;
+    uint8_t t = 0;
+    uint64_t v = 0;
     if (rd_peek(r, &t)) return r->code;
     if (t < 0xc4 || t > 0xc6) return tr_rd_fail(r, TR_EMALFORMED, "expected binary");
     static const uint64_t lmin[3] = {0, 256, 65536};
@@ -307,7 +307,7 @@ static int key_cmp(const char *a, size_t an, const char *b, size_t bn)
 
 static int rd_any(tr_rd_t *r, int depth)
 {
-    uint8_t t;
+    uint8_t t = 0;
     if (rd_peek(r, &t)) return r->code;
     if (depth > TR_MP_MAX_DEPTH) return tr_rd_fail(r, TR_ETOOBIG, "nesting too deep");
     if (t <= 0x7f || t >= 0xe0 || (t >= 0xcc && t <= 0xd3)) {
@@ -360,7 +360,7 @@ static int rd_any(tr_rd_t *r, int depth)
     case 0xca:
         return tr_rd_fail(r, TR_ENONCANON, "float32 is not canonical (use float64)");
     case 0xcb: {
-        uint64_t bits;
+        uint64_t bits = 0;
         double d;
         r->p++;
         if (rd_be(r, 8, &bits)) return r->code;
