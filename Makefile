@@ -6,7 +6,10 @@
 #                        ASan+UBSan and run the whole suite
 #   make bench           optimised build, then the benchmarks (JSON lines on stdout)
 #   make fuzz            libFuzzer harnesses, FUZZ_SECONDS (default 60) each
-#   make install         PREFIX=/usr/local DESTDIR=
+#   make chaos           crash-consistency, load and security tests alone (short;
+#                        TRELLIS_SOAK=1 for the long variants, as make soak runs)
+#   make install         PREFIX=/usr/local DESTDIR=  (uninstall: the same set)
+#   make deb             the Debian package: build/deb/trellis_VERSION_ARCH.deb
 #   make deps            install the Debian packages the build and tests need
 
 PREFIX ?= /usr/local
@@ -21,7 +24,7 @@ CC ?= cc
 PKGS := libzmq libczmq libsodium msgpack lmdb avahi-client jansson libzstd
 DEB_PKGS := build-essential pkg-config libzmq3-dev libczmq-dev libsodium-dev libmsgpack-dev \
 	liblmdb-dev libavahi-client-dev libjansson-dev libzstd-dev jq procps bc \
-	avahi-daemon avahi-utils dbus iproute2
+	avahi-daemon avahi-utils dbus iproute2 dpkg-dev debhelper systemd
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -48,7 +51,7 @@ SAN := build/san
 rel_obj = $(patsubst %.c,$(REL)/%.o,$(1))
 san_obj = $(patsubst %.c,$(SAN)/%.o,$(1))
 
-.PHONY: all test deps bench demo run fuzz install uninstall clean check-deps san soak
+.PHONY: all test deps bench demo run fuzz install uninstall deb clean check-deps san soak
 
 all: check-deps $(REL)/libtrellis.a $(REL)/libtrellis.so $(REL)/trellis $(REL_DAEMON)
 
@@ -65,13 +68,13 @@ $(REL)/libtrellis.a: $(call rel_obj,$(LIB_SRC))
 	ar rcs $@ $^
 
 $(REL)/libtrellis.so: $(call rel_obj,$(LIB_SRC))
-	$(CC) -shared -Wl,-soname,libtrellis.so.0 -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libtrellis.so.0 -o $@ $^ $(LIBS)
 
 $(REL)/trellis: $(call rel_obj,$(CLI_SRC)) $(REL)/libtrellis.a
-	$(CC) -o $@ $(call rel_obj,$(CLI_SRC)) $(REL)/libtrellis.a $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(call rel_obj,$(CLI_SRC)) $(REL)/libtrellis.a $(LIBS)
 
 $(REL)/trellisd: $(call rel_obj,$(DAEMON_SRC)) $(REL)/libtrellis.a
-	$(CC) -o $@ $(call rel_obj,$(DAEMON_SRC)) $(REL)/libtrellis.a $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(call rel_obj,$(DAEMON_SRC)) $(REL)/libtrellis.a $(LIBS)
 
 $(REL)/bench/%: tests/bench/%.c $(REL)/libtrellis.a
 	@mkdir -p $(dir $@)
@@ -164,26 +167,76 @@ fuzz: deps
 	  { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$p >/dev/null; }; done
 	@tests/fuzz/run.sh
 
+# tests/chaos/: crash consistency, load, security (also part of make test).
+chaos: deps
+	@$(MAKE) --no-print-directory san
+	@st=0; for t in tests/chaos/test_*.sh; do echo "== $$t"; \
+	  TRELLIS_BIN=$(CURDIR)/$(SAN)/trellis bash $$t || st=1; done; exit $$st
+
+# ---- install ----------------------------------------------------------------
+# `make install` and the Debian package (packaging/debian, built by `make deb`
+# through this same target) install the same set: the programs and the
+# notifier, the library (.a, .so with its symlinks), headers, trellis.pc, man
+# pages, systemd user units, bash completion, and the documentation.
+VERSION := 0.1.0
+DATADIR ?= $(PREFIX)/share
+DOCDIR ?= $(DATADIR)/doc/trellis
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+INST_UNITS := trellisd.service trellis-notify.service
+INST_DOCS := README.md $(wildcard docs/*.md)
+
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/core $(DESTDIR)$(INCDIR)/store $(DESTDIR)$(LIBDIR)/pkgconfig
-	install -m 0755 $(REL)/trellis $(DESTDIR)$(BINDIR)/trellis
-	install -m 0755 $(REL)/trellisd $(DESTDIR)$(BINDIR)/trellisd
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/core \
+	  $(DESTDIR)$(INCDIR)/store $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(USERUNITDIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(REL)/trellis $(REL)/trellisd packaging/trellis-notify $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(REL)/libtrellis.a $(DESTDIR)$(LIBDIR)/libtrellis.a
-	install -m 0755 $(REL)/libtrellis.so $(DESTDIR)$(LIBDIR)/libtrellis.so.0
+	install -m 0755 $(REL)/libtrellis.so $(DESTDIR)$(LIBDIR)/libtrellis.so.$(VERSION)
+	ln -sf libtrellis.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libtrellis.so.0
 	ln -sf libtrellis.so.0 $(DESTDIR)$(LIBDIR)/libtrellis.so
 	install -m 0644 core/tr_*.h $(DESTDIR)$(INCDIR)/core/
 	install -m 0644 store/tr_*.h $(DESTDIR)$(INCDIR)/store/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	  packaging/trellis.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/trellis.pc
-	@if [ -d packaging/man ]; then for m in packaging/man/*.[0-9]; do \
-	  s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done; fi
+	  -e 's|@VERSION@|$(VERSION)|' packaging/trellis.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/trellis.pc
+	chmod 0644 $(DESTDIR)$(LIBDIR)/pkgconfig/trellis.pc
+	install -m 0644 packaging/man/trellis.1 $(DESTDIR)$(MANDIR)/man1/trellis.1
+	install -m 0644 packaging/man/trellisd.8 $(DESTDIR)$(MANDIR)/man8/trellisd.8
+	for u in $(INST_UNITS); do \
+	  sed 's|/usr/bin/|$(BINDIR)/|g' packaging/systemd/$$u > $(DESTDIR)$(USERUNITDIR)/$$u && \
+	  chmod 0644 $(DESTDIR)$(USERUNITDIR)/$$u || exit 1; done
+	install -m 0644 packaging/completion/trellis $(DESTDIR)$(BASHCOMPDIR)/trellis
+	ln -sf trellis $(DESTDIR)$(BASHCOMPDIR)/trellisd
+	install -m 0644 $(INST_DOCS) $(DESTDIR)$(DOCDIR)/
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/trellis $(DESTDIR)$(BINDIR)/trellisd $(DESTDIR)$(LIBDIR)/libtrellis.a $(DESTDIR)$(LIBDIR)/libtrellis.so \
-	  $(DESTDIR)$(LIBDIR)/libtrellis.so.0 $(DESTDIR)$(LIBDIR)/pkgconfig/trellis.pc
-	rm -rf $(DESTDIR)$(INCDIR)
-	@if [ -d packaging/man ]; then for m in packaging/man/*.[0-9]; do \
-	  s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done; fi
+	rm -f $(DESTDIR)$(BINDIR)/trellis $(DESTDIR)$(BINDIR)/trellisd $(DESTDIR)$(BINDIR)/trellis-notify \
+	  $(DESTDIR)$(LIBDIR)/libtrellis.a $(DESTDIR)$(LIBDIR)/libtrellis.so $(DESTDIR)$(LIBDIR)/libtrellis.so.0 \
+	  $(DESTDIR)$(LIBDIR)/libtrellis.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/trellis.pc \
+	  $(DESTDIR)$(MANDIR)/man1/trellis.1 $(DESTDIR)$(MANDIR)/man8/trellisd.8 \
+	  $(addprefix $(DESTDIR)$(USERUNITDIR)/,$(INST_UNITS)) \
+	  $(DESTDIR)$(BASHCOMPDIR)/trellis $(DESTDIR)$(BASHCOMPDIR)/trellisd
+	rm -rf $(DESTDIR)$(INCDIR) $(DESTDIR)$(DOCDIR)
+
+# ---- Debian package -----------------------------------------------------------
+# dpkg-buildpackage wants debian/ at the top of the source tree: `make deb`
+# copies the tree (without build/ and .git) to build/deb/trellis-VERSION,
+# puts packaging/debian there as debian/, and builds the binary package
+# without the test suite: build/deb/trellis_VERSION_ARCH.deb.
+DEB_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+DEB_SRC := build/deb/trellis-$(VERSION)
+
+deb:
+	@command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null || \
+	  { echo "make deb needs dpkg-dev and debhelper; run 'make deps' (as root)" >&2; exit 1; }
+	rm -rf build/deb
+	mkdir -p $(DEB_SRC)
+	tar -c --exclude=./build --exclude=./.git --exclude='./tests/fuzz/corpus-*' . | tar -x -C $(DEB_SRC)
+	cp -R packaging/debian $(DEB_SRC)/debian
+	cd $(DEB_SRC) && DEB_BUILD_OPTIONS="nocheck noddebs" dpkg-buildpackage -us -uc -b -j$(DEB_JOBS) >../build.log 2>&1 || \
+	  { tail -n 40 ../build.log >&2; echo "make deb: dpkg-buildpackage failed; see build/deb/build.log" >&2; exit 1; }
+	rm -rf $(DEB_SRC)
+	@ls build/deb/*.deb
 
 clean:
 	rm -rf build

@@ -12,14 +12,17 @@
 static const char sync_help[] =
     "Usage: trellis sync status [--json]\n"
     "       trellis sync now [--timeout MS] [--json]\n"
+    "       trellis sync reconcile --remote PATH [--branch B] [--dry-run] [--json]\n"
     "\n"
     "Sync with peers: the agent (trellisd) does it in the background; these\n"
-    "commands show where it stands and ask for a round now.\n"
+    "commands show where it stands and ask for a round now. reconcile merges\n"
+    "another local replica of the same repository, with no network at all.\n"
     "\n"
     "Commands:\n"
-    "  status    the repository's op counts, heads and branches, and the\n"
-    "            agent's listen endpoint and per-peer progress\n"
-    "  now       an anti-entropy round with every connected peer, now\n"
+    "  status     the repository's op counts, heads and branches, and the\n"
+    "             agent's listen endpoint and per-peer progress\n"
+    "  now        an anti-entropy round with every connected peer, now\n"
+    "  reconcile  merge the CRDT branches of another local replica\n"
     "\n"
     "Exit status: 0 ok; 1 failure; 2 usage error; 3 agent unreachable.\n";
 

@@ -36,12 +36,16 @@ static const char main_help_tail[] =
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error, 3 agent unreachable.\n";
 
+extern const cli_cmd_t cli_cmd_events; /* cmd_events.c */
+
 static const cli_cmd_t *const main_cmds[] = {
     &cli_cmd_init, &cli_cmd_id,   &cli_cmd_op,    &cli_cmd_log,   &cli_cmd_show, &cli_cmd_verify,
     &cli_cmd_sync, &cli_cmd_repo, &cli_cmd_peers, &cli_cmd_peer, &cli_cmd_clone,
     /* CRDT (cmd_crdt.c) */
     &cli_cmd_set, &cli_cmd_append, &cli_cmd_get, &cli_cmd_triple, &cli_cmd_counter,
-    &cli_cmd_resolve, &cli_cmd_conflicts, &cli_cmd_rebuild, NULL};
+    &cli_cmd_resolve, &cli_cmd_conflicts, &cli_cmd_rebuild,
+    /* the agent's event log (cmd_events.c) */
+    &cli_cmd_events, NULL};
 
 static const cli_cmd_t main_root = {"", "", main_help_head, NULL, NULL};
 

@@ -54,7 +54,7 @@ static void disco_up(void *arg, const tr_discovered_t *d)
                     p->trusted ? "" : " (not trusted: `trellis peer trust ID` to sync with it)");
         json_t *addrs = json_array();
         for (size_t i = 0; i < d->naddrs; i++) json_array_append_new(addrs, json_string(d->addrs[i].endpoint));
-        agent_event(a, "peer.found", p, json_pack("{s:o,s:b}", "addresses", addrs, "trusted", p->trusted));
+        agent_event(a, "peer.discovered", p, json_pack("{s:o,s:b}", "addresses", addrs, "trusted", p->trusted));
     }
     if (p->trusted && !p->endpoint[0] && !(p->dealer && disco_has_addr(p, p->dialed)) &&
         agent_connect_peer(a, p, &err) != TR_OK)
@@ -82,7 +82,7 @@ static void disco_state(void *arg, bool on, const char *why)
         tr_log_info("discovery on: %s", why);
     else
         tr_log_warn("discovery off: %s", why);
-    agent_event(a, "discovery", NULL, json_pack("{s:b,s:s}", "on", on, "why", why));
+    agent_event(a, on ? "discovery.on" : "discovery.off", NULL, json_pack("{s:s}", "text", why));
 }
 
 static void disco_log(void *arg, int level, const char *msg)

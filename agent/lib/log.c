@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
@@ -36,6 +37,11 @@ void tr_log(int level, const char *fmt, ...)
     va_end(ap);
     if (log_syslog) {
         syslog(prio[level], "%s", msg);
+        return;
+    }
+    /* Under systemd, stderr goes to the journal, which stamps each line. */
+    if (getenv("JOURNAL_STREAM")) {
+        fprintf(stderr, "%s: %s\n", names[level], msg);
         return;
     }
     char ts[32];

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # evemit.sh — builds tests/cli/helpers/evemit.c against the libtrellis.a of
 # the build under test (sourced by test_events.sh and test_notify.sh after
 # lib.sh). Sets EVEMIT to the binary, or to "" when it cannot be built (the
