@@ -567,6 +567,7 @@ void agent_sync_event(session_t *s, const tr_sync_event_t *ev)
             }
             uint64_t count;
             if (tr_store_count(tr_repo_store(r->repo), &count, NULL) == TR_OK) r->last_count = count;
+            repos_report_conflicts(s->a, r, ev->branch, s->peer);
         }
         break;
     }

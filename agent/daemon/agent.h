@@ -27,6 +27,7 @@
 
 #include "../../core/tr_error.h"
 #include "../../core/tr_identity.h"
+#include "../../core/tr_hmap.h"
 #include "../../core/tr_sync.h"
 #include "../../store/tr_repo.h"
 #include "../lib/tr_events.h"
@@ -55,6 +56,8 @@ typedef struct {
     uint8_t id[TR_REPO_ID_LEN];
     bool is_default;
     uint64_t last_count; /* op count seen by the last poll */
+    tr_hmap_t conflicts; /* open conflicts already reported: H(branch, key) → 1 */
+    bool conflicts_seeded;
 } served_t;
 
 /* A peer the agent knows: configured, discovered, or a key that knocked. */
@@ -174,6 +177,9 @@ int repos_remove(agent_t *a, const char *path, tr_err_t *err);
 int repos_default(agent_t *a, tr_err_t *err);
 /* Checks every served store for writes made by other processes. */
 void repos_poll(agent_t *a);
+/* Emits a `conflict` event for each open conflict of `branch` not reported
+ * before (the first call only records what is open). */
+void repos_report_conflicts(agent_t *a, served_t *r, const char *branch, const peer_t *from);
 void repos_free(agent_t *a);
 
 /* ---- host.c ----------------------------------------------------------- */

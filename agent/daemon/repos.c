@@ -17,6 +17,7 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,7 @@ served_t *repos_find_path(agent_t *a, const char *path)
 
 static void served_free(served_t *r)
 {
+    tr_hmap_free(&r->conflicts);
     if (!r) return;
     tr_repo_destroy(&r->repo);
     free(r->path);
@@ -94,7 +96,9 @@ int repos_add(agent_t *a, const char *path, bool is_default, served_t **out, tr_
     /* What is there now is announced by the hellos and haves; the poll
      * pushes only what comes later. */
     if (tr_store_count(tr_repo_store(repo), &r->last_count, NULL) != TR_OK) r->last_count = 0;
+    tr_hmap_init(&r->conflicts, 1);
     a->repos[a->nrepos++] = r;
+    repos_report_conflicts(a, r, NULL, NULL); /* records what is open already */
     if (out) *out = r;
     return TR_OK;
 }
@@ -200,3 +204,70 @@ void repos_free(agent_t *a)
     a->repos = NULL;
     a->nrepos = 0;
 }
+
+/* ---- conflicts ----------------------------------------------------------- */
+
+typedef struct {
+    agent_t *a;
+    served_t *r;
+    const peer_t *from;
+    tr_hmap_t *now; /* the open set found by this scan */
+    bool report;
+} conflict_scan_t;
+
+static int conflict_seen(void *arg, const char *branch, const uint8_t *key, size_t klen,
+                         const uint8_t *state, size_t slen)
+{
+    (void)state;
+    (void)slen;
+    conflict_scan_t *c = arg;
+    uint8_t id[32];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof id);
+    crypto_generichash_update(&st, (const uint8_t *)branch, strlen(branch) + 1);
+    crypto_generichash_update(&st, key, klen);
+    crypto_generichash_final(&st, id, sizeof id);
+    void *v;
+    if (tr_hmap_put(c->now, id, &v, NULL)) return 0;
+    if (!c->report || tr_hmap_get(&c->r->conflicts, id)) return 0;
+    tr_crdt_key_t k;
+    char hex[2 * TR_REPO_ID_LEN + 1];
+    tr_hex(hex, c->r->id, TR_REPO_ID_LEN);
+    json_t *f = json_pack("{s:s,s:s,s:s}", "repo", hex, "branch", branch, "reason", "manual");
+    if (tr_crdt_key_parse(key, klen, &k, NULL) == TR_OK && k.nparts >= 2) {
+        json_object_set_new(f, "target", json_stringn(k.part[0].p, k.part[0].n));
+        json_object_set_new(f, "field", json_stringn(k.part[1].p, k.part[1].n));
+    }
+    agent_event(c->a, "conflict", c->from, f);
+    return 0;
+}
+
+/* The open set is small (manual_resolution fields with several candidates):
+ * a scan of its index after each received batch costs O(open conflicts). */
+void repos_report_conflicts(agent_t *a, served_t *r, const char *branch, const peer_t *from)
+{
+    tr_hmap_t now;
+    tr_hmap_init(&now, 1);
+    conflict_scan_t c = {a, r, from, &now, r->conflicts_seeded};
+    if (tr_store_conflicts(tr_repo_store(r->repo), branch, conflict_seen, &c, NULL) != TR_OK) {
+        tr_hmap_free(&now);
+        return;
+    }
+    /* After a one-branch scan, what other branches had open is kept: the
+     * known set only grows while the repository is served (a conflict that
+     * is resolved and opens again is not reported a second time). */
+    if (branch) {
+        size_t i = 0;
+        const uint8_t *k;
+        void *v;
+        while (tr_hmap_next(&r->conflicts, &i, &k, &v)) {
+            void *slot;
+            (void)v;
+            if (tr_hmap_put(&now, k, &slot, NULL)) break;
+        }
+    }
+    tr_hmap_free(&r->conflicts);
+    r->conflicts = now;
+    r->conflicts_seeded = true;
+}
+

@@ -114,6 +114,29 @@ events_divergence() {
     wait_event B ".type == \"branch.diverged\" and .repo == \"$rid\" and .branch == \"main\" and .peer == \"$ID_A\""
 }
 
+# Two replicas of one repository set a manual_resolution field to different
+# values before they meet; once synced, each agent reports the conflict.
+events_conflict() {
+    need_trellisd
+    cd "$T_DIR" || t_fail cd
+    at A init ra >/dev/null || t_fail init
+    printf '%s' '{"version":1,"branchPolicies":{"*":{"linear":false,"requireSigning":true}},"fieldStrategies":{"contract":"manual_resolution"}}' \
+        >ra/.trellis/config.json
+    cp -a ra rb
+    at A -C ra set doc1 contract '"x"' --branch notes >/dev/null || t_fail "set on A"
+    at B -C rb set doc1 contract '"y"' --branch notes >/dev/null || t_fail "set on B"
+    agent_start A
+    agent_start B
+    at A repo add ra >/dev/null || t_fail "repo add A"
+    at B repo add rb >/dev/null || t_fail "repo add B"
+    link A B
+    local rid
+    rid=$(repo_id A ra)
+    wait_event A ".type == \"conflict\" and .repo == \"$rid\" and .branch == \"notes\" and .target == \"doc1\" and .field == \"contract\" and .peer == \"$ID_B\""
+    wait_event B ".type == \"conflict\" and .repo == \"$rid\" and .target == \"doc1\" and .peer == \"$ID_A\""
+    assert_eq "$(events_of A conflict | jq length)" 1 "one conflict event on A"
+}
+
 events_none_yet() {
     t_run trellis events
     assert_rc 0
@@ -285,6 +308,7 @@ events_follow_log_started_again() {
 
 t_case events_from_agents events_from_agents
 t_case events_divergence events_divergence
+t_case events_conflict events_conflict
 t_case events_none_yet events_none_yet
 t_case events_usage events_usage
 t_case events_filters events_filters
