@@ -155,8 +155,12 @@ int tr_peer_id_parse(const char *s, uint8_t pk[TR_KEY_LEN], tr_err_t *err)
         if (c == '-' || c == ' ') continue;
         if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
         const char *p = (c >= 'a' && c <= 'z') || (c >= '2' && c <= '7') ? strchr(b32, c) : NULL;
-        if (!p)
-            return tr_err_set(err, TR_EINVAL, "peer id contains '%c', which is not base32", s[i]);
+        if (!p) {
+            unsigned char b = (unsigned char)s[i];
+            if (b >= 0x20 && b < 0x7f)
+                return tr_err_set(err, TR_EINVAL, "peer id contains '%c', which is not base32", b);
+            return tr_err_set(err, TR_EINVAL, "peer id contains byte 0x%02x, which is not base32", b);
+        }
         if (++chars > TR_PEER_ID_STRLEN) break;
         acc = (acc << 5) | (uint32_t)(p - b32);
         bits += 5;

@@ -324,8 +324,8 @@ static json_t *jm_value(const msgpack_object *o)
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
         return json_real(o->via.f64);
-    case MSGPACK_OBJECT_STR:
-        return json_stringn(o->via.str.ptr, o->via.str.size);
+    case MSGPACK_OBJECT_STR: /* msgpack-c gives NULL for an empty string */
+        return json_stringn(o->via.str.size ? o->via.str.ptr : "", o->via.str.size);
     case MSGPACK_OBJECT_BIN: {
         char *hex = malloc(2 * (size_t)o->via.bin.size + 1);
         if (!hex) return NULL;
@@ -347,7 +347,8 @@ static json_t *jm_value(const msgpack_object *o)
         json_t *m = json_object();
         for (uint32_t i = 0; m && i < o->via.map.size; i++) {
             const msgpack_object_kv *kv = &o->via.map.ptr[i];
-            if (json_object_setn_new(m, kv->key.via.str.ptr, kv->key.via.str.size,
+            if (json_object_setn_new(m, kv->key.via.str.size ? kv->key.via.str.ptr : "",
+                                     kv->key.via.str.size,
                                      jm_value(&kv->val))) {
                 json_decref(m);
                 m = NULL;

@@ -49,7 +49,12 @@ static int on_wait(zloop_t *loop, int timer_id, void *arg);
 
 static void reply(agent_t *a, zmsg_t *env, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
+    /* A body jansson could not build (a message that is not UTF-8, out of
+     * memory) still gets an answer: a client must never wait in vain. */
+    if (!body)
+        body = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "internal", "message",
+                         "the agent could not encode its reply");
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     zmsg_t *m = zmsg_dup(env);
     if (m && text) {
