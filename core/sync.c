@@ -112,6 +112,9 @@ static br_t *br_get(tr_sync_t *s, const uint8_t repo[TR_REPO_ID_LEN], const char
     bool created;
     if (tr_hmap_put(&s->brmap, key, (void **)&idx, &created)) return NULL;
     if (!created) return s->br[*idx];
+    /* A peer names branches in haves and wants; each costs us state, so
+     * their number is bounded (docs/protocol.md §3.7). */
+    if (s->nbr >= TR_SYNC_MAX_BRANCHES) goto fail;
     if (s->nbr == s->capbr) {
         size_t cap = s->capbr ? s->capbr * 2 : 8;
         br_t **nb = realloc(s->br, cap * sizeof *nb);
@@ -322,6 +325,7 @@ static int on_have(tr_sync_t *s, const tr_frame_t *f, tr_err_t *err)
     for (size_t i = 0; i < f->nbranches; i++) {
         const tr_have_branch_t *hb = &f->branches[i];
         br_t *b = br_get(s, f->repo, hb->name);
+        if (!b && s->nbr >= TR_SYNC_MAX_BRANCHES) continue; /* past the bound: not tracked */
         if (!b) return tr_err_set(err, TR_ENOMEM, "out of memory");
         free(b->peer_heads);
         free(b->peer_vv.v);
@@ -592,7 +596,7 @@ static int on_ops(tr_sync_t *s, const tr_frame_t *f, tr_err_t *err)
 {
     if (!is_shared(s, f->repo)) return violation(s, TR_EPROTO, err, "ops for an unshared repository");
     br_t *b = br_get(s, f->repo, f->branch);
-    if (!b) return tr_err_set(err, TR_ENOMEM, "out of memory");
+    if (!b) return violation(s, TR_ETOOBIG, err, "too many branches in one session (or out of memory)");
     if (!b->wanting || f->want_id != b->want_id)
         return violation(s, TR_EPROTO, err, "ops for a want that is not outstanding");
 
@@ -834,7 +838,7 @@ static int on_want(tr_sync_t *s, const tr_frame_t *f, tr_err_t *err)
         return TR_OK;
     }
     br_t *b = br_get(s, f->repo, f->branch);
-    if (!b) return tr_err_set(err, TR_ENOMEM, "out of memory");
+    if (!b) return violation(s, TR_ETOOBIG, err, "too many branches in one session (or out of memory)");
     if (f->want_id <= b->max_stream_id)
         return violation(s, TR_EPROTO, err, "want ids must increase");
     stream_close(s, b); /* a newer want abandons the old stream */
@@ -866,7 +870,7 @@ static int on_ack(tr_sync_t *s, const tr_frame_t *f, tr_err_t *err)
 {
     if (!is_shared(s, f->repo)) return violation(s, TR_EPROTO, err, "ack for an unshared repository");
     br_t *b = br_get(s, f->repo, f->branch);
-    if (!b) return tr_err_set(err, TR_ENOMEM, "out of memory");
+    if (!b) return violation(s, TR_ETOOBIG, err, "too many branches in one session (or out of memory)");
     if (f->want_id > b->max_stream_id || f->want_id == 0)
         return violation(s, TR_EPROTO, err, "ack for a want never answered");
     if (f->want_id == b->stream_id && b->streaming) {

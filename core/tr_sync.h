@@ -45,6 +45,7 @@ extern "C" {
 #define TR_SYNC_FRAME_BYTES (1u << 20) /* target raw batch bytes per frame */
 #define TR_SYNC_WANT_BYTES (64u << 20) /* max_bytes of a `want` */
 #define TR_SYNC_HELD_BYTES (8u << 20)  /* uncovered ops a requester holds */
+#define TR_SYNC_MAX_BRANCHES 2048      /* (repository, branch) states per session */
 
 typedef struct tr_sync tr_sync_t;
 

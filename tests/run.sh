@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the test suite: every unit-test binary in $TRELLIS_BUILD/unit, every
 # tests/cli/test_*.sh and tests/netns/test_*.sh script (multi-host, in network
-# namespaces), each in its own process with a time limit, and prints
+# namespaces), the fuzz regression replay (tests/fuzz/regress.sh) and every
+# tests/chaos/test_*.sh, each in its own process with a time limit, and prints
 # one closing line "N passed, N failed, N skipped" (cases added up).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,7 +40,7 @@ run_one() { # $1 = display name, rest = command
     echo "== $name"
     timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
     local rc=$?
-    grep -E '^(ok|FAIL|skip) ' "$log" | sed 's/^/   /'
+    grep -E '^(ok|FAIL|skip) |^# figure ' "$log" | sed 's/^/   /'
     if [ $rc -ne 0 ]; then
         [ $rc -eq 124 ] && echo "   $name: timed out after ${limit}s"
         echo "   --- output of $name (exit $rc) ---"; grep -vE '^(ok|skip) ' "$log" | tail -n 60 | sed 's/^/   /'
@@ -63,6 +64,20 @@ for t in "$here"/netns/test_*.sh; do
     [ -f "$t" ] || continue
     [ -n "$filter" ] && [[ $(basename "$t") != *$filter* ]] && continue
     run_one "netns/$(basename "$t")" bash "$t"
+done
+# The fuzz harnesses as plain programs: their seeds and every crash input
+# kept in tests/fuzz/regress/ (make fuzz runs them with libFuzzer).
+if [ -z "$filter" ] || [[ fuzz_regress == *$filter* ]]; then
+    run_one "fuzz/regress.sh" bash "$here/fuzz/regress.sh"
+fi
+# Crash consistency, load and security (short runs; TRELLIS_SOAK=1, as in
+# `make soak`, makes them long and gives them an hour each).
+chaos_limit=$limit
+[ -n "${TRELLIS_SOAK:-}" ] && chaos_limit=${TRELLIS_SOAK_TIMEOUT:-3600}
+for t in "$here"/chaos/test_*.sh; do
+    [ -f "$t" ] || continue
+    [ -n "$filter" ] && [[ $(basename "$t") != *$filter* ]] && continue
+    limit=$chaos_limit run_one "chaos/$(basename "$t")" bash "$t"
 done
 
 echo

@@ -41,6 +41,7 @@
 #define AGENT_SESSION_IDLE_MS 90000 /* inbound session without frames: forgotten */
 #define AGENT_BAN_MS 60000       /* a peer that broke the protocol is refused this long */
 #define AGENT_HWM 64             /* ZeroMQ high-water marks, messages */
+#define AGENT_MAX_KNOCKS 64      /* untrusted keys remembered (the newest) */
 #define AGENT_RETRY_MIN_MS 2000  /* reconnect after a refused handshake: first wait */
 #define AGENT_RETRY_MAX_MS 60000 /* … doubling up to this */
 

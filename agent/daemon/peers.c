@@ -90,7 +90,25 @@ void peers_knock(agent_t *a, const uint8_t curve[32])
     if (p) {
         if (p->trusted) return; /* trusted a moment ago; zauth saw the old set */
     } else {
-        if (!(p = peers_append(a))) return;
+        /* Knocks cost a table entry each: keep the newest AGENT_MAX_KNOCKS,
+         * reusing the oldest entry (a key that knocks again is seen again). */
+        size_t knocks = 0;
+        peer_t *oldest = NULL;
+        for (size_t i = 0; i < a->npeers; i++) {
+            peer_t *q = a->peers[i];
+            if (q->source != PEER_KNOCK || q->has_key) continue;
+            knocks++;
+            if (!oldest || q->last_seen_ms < oldest->last_seen_ms) oldest = q;
+        }
+        if (knocks >= AGENT_MAX_KNOCKS && oldest) {
+            p = oldest;
+            free(p->repos);
+            memset(p, 0, sizeof *p);
+            p->agent = a;
+            p->retry_timer = -1;
+        } else if (!(p = peers_append(a))) {
+            return;
+        }
         memcpy(p->curve, curve, 32);
         p->source = PEER_KNOCK;
         char z[41];
