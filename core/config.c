@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tr_json.h"
+#include "tr_strategy.h"
 #include "tr_op.h" /* TR_BRANCH_MAX */
 
 typedef struct {
@@ -66,26 +67,6 @@ static int cfg_fail(cfg_ctx_t *x, const char *path, const char *why)
     return tr_err_set(x->err, TR_ECONFIG, "%s: %s: %s", x->fname, path, why);
 }
 
-static const char *cfg_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "something else";
-}
 
 static int cfg_unknown(cfg_ctx_t *x, const char *path)
 {
@@ -96,33 +77,6 @@ static int cfg_unknown(cfg_ctx_t *x, const char *path)
     if (!(u[c->nunknown] = strdup(path))) return tr_err_set(x->err, TR_ENOMEM, "out of memory");
     c->nunknown++;
     return TR_OK;
-}
-
-/* Checks that a glob is well formed for fnmatch: every '[' closed and no
- * lone trailing backslash. Returns a static reason, or NULL if it is fine. */
-static const char *cfg_glob_problem(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '\\') {
-            if (++i == n) return "ends in a lone backslash";
-        } else if (p[i] == '[') {
-            size_t j = i + 1;
-            if (j < n && (p[j] == '!' || p[j] == '^')) j++;
-            if (j < n && p[j] == ']') j++; /* a leading ']' is literal */
-            while (j < n && p[j] != ']') {
-                if (p[j] == '[' && j + 1 < n && p[j + 1] == ':') { /* [:class:] */
-                    const char *end = strstr(p + j + 2, ":]");
-                    if (!end || (size_t)(end - p) >= n) return "'[:' class is never closed";
-                    j = (size_t)(end - p) + 2;
-                    continue;
-                }
-                j++;
-            }
-            if (j >= n) return "'[' is never closed";
-            i = j;
-        }
-    }
-    return NULL;
 }
 
 static bool cfg_is_glob(const char *k, size_t n)
@@ -139,7 +93,7 @@ static int cfg_policy_entry(cfg_ctx_t *x, const char *path, const json_t *v,
     char sub[512], why[96];
     *out = cfg_default_policy;
     if (!json_is_object(v)) {
-        snprintf(why, sizeof why, "expected an object, got %s", cfg_type_name(v));
+        snprintf(why, sizeof why, "expected an object, got %s", tr_json_type_name(v));
         return cfg_fail(x, path, why);
     }
     const char *k;
@@ -159,7 +113,7 @@ static int cfg_policy_entry(cfg_ctx_t *x, const char *path, const json_t *v,
             continue;
         }
         if (!json_is_boolean(f)) {
-            snprintf(why, sizeof why, "expected true or false, got %s", cfg_type_name(f));
+            snprintf(why, sizeof why, "expected true or false, got %s", tr_json_type_name(f));
             return cfg_fail(x, sub, why);
         }
         *dst = json_is_true(f);
@@ -181,7 +135,7 @@ static int cfg_branch_policies(cfg_ctx_t *x, const char *path, const json_t *v)
     tr_config_t *c = x->cfg;
     if (!json_is_object(v)) {
         char why[96];
-        snprintf(why, sizeof why, "expected an object, got %s", cfg_type_name(v));
+        snprintf(why, sizeof why, "expected an object, got %s", tr_json_type_name(v));
         return cfg_fail(x, path, why);
     }
     size_t n = json_object_size(v);
@@ -198,7 +152,7 @@ static int cfg_branch_policies(cfg_ctx_t *x, const char *path, const json_t *v)
         if (memchr(k, '\0', klen)) return cfg_fail(x, sub, "contains a NUL character");
         cfg_policy_t *p = &c->policies[c->npolicies];
         p->glob = cfg_is_glob(k, klen);
-        const char *bad = p->glob ? cfg_glob_problem(k, klen) : NULL;
+        const char *bad = p->glob ? tr_glob_problem(k, klen) : NULL;
         if (bad) {
             char why[96];
             snprintf(why, sizeof why, "invalid glob: %s", bad);
@@ -241,7 +195,7 @@ static int cfg_version(cfg_ctx_t *x, const json_t *root)
     if (!json_is_integer(v) || json_integer_value(v) < 1) {
         char why[96];
         snprintf(why, sizeof why, "expected a positive integer, got %s",
-                 json_is_integer(v) ? "a number below 1" : cfg_type_name(v));
+                 json_is_integer(v) ? "a number below 1" : tr_json_type_name(v));
         return cfg_fail(x, "version", why);
     }
     json_int_t ver = json_integer_value(v);
@@ -270,7 +224,7 @@ int tr_config_parse(const char *text, size_t len, const char *fname, tr_config_t
     }
     if (!json_is_object(root)) {
         rc = tr_err_set(err, TR_ECONFIG, "%s: expected a JSON object at the top, got %s", x.fname,
-                        cfg_type_name(root));
+                        tr_json_type_name(root));
         goto done;
     }
     if ((rc = cfg_version(&x, root))) goto done;

@@ -380,3 +380,24 @@ int tr_json_from_mp(const uint8_t *mp, size_t len, json_t **out, tr_err_t *err)
     msgpack_unpacked_destroy(&u);
     return *out ? TR_OK : tr_err_set(err, TR_ENOMEM, "out of memory converting to JSON");
 }
+
+const char *tr_json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "something else";
+}

@@ -70,31 +70,11 @@ static int st_fail(st_ctx_t *x, const char *path, const char *why)
     return tr_err_set(x->err, TR_ECONFIG, "%s: %s: %s", x->file, path, why);
 }
 
-static const char *st_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "something else";
-}
 
 /* The same well-formedness rule config.c applies to branch globs: every '['
  * closed (a leading ']' or '!'/'^' inside is literal), every '[:' class
  * closed, no lone trailing backslash. Returns a static reason or NULL. */
-static const char *st_glob_problem(const char *p, size_t n)
+const char *tr_glob_problem(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (p[i] == '\\') {
@@ -166,7 +146,7 @@ static int st_parse_entries(st_ctx_t *x, tr_strategies_t *st, const json_t *fs)
 {
     char path[400], why[300];
     if (!json_is_object(fs)) {
-        snprintf(why, sizeof why, "expected an object, got %s", st_type_name(fs));
+        snprintf(why, sizeof why, "expected an object, got %s", tr_json_type_name(fs));
         return st_fail(x, "fieldStrategies", why);
     }
     size_t n = json_object_size(fs);
@@ -182,13 +162,13 @@ static int st_parse_entries(st_ctx_t *x, tr_strategies_t *st, const json_t *fs)
         if (klen > ST_FIELD_MAX) return st_fail(x, path, "longer than 255 bytes");
         if (memchr(k, '\0', klen)) return st_fail(x, path, "contains a NUL character");
         bool glob = st_is_glob(k, klen);
-        const char *bad = glob ? st_glob_problem(k, klen) : NULL;
+        const char *bad = glob ? tr_glob_problem(k, klen) : NULL;
         if (bad) {
             snprintf(why, sizeof why, "invalid glob: %s", bad);
             return st_fail(x, path, why);
         }
         if (!json_is_string(v)) {
-            snprintf(why, sizeof why, "expected a strategy name, got %s", st_type_name(v));
+            snprintf(why, sizeof why, "expected a strategy name, got %s", tr_json_type_name(v));
             return st_fail(x, path, why);
         }
         const char *name = json_string_value(v);
@@ -262,7 +242,7 @@ static int st_parse_order(st_ctx_t *x, tr_strategies_t *st, const json_t *ro)
         return st_set_order(x, st, vals, lens, ST_DEFAULT_NORDER);
     }
     if (!json_is_array(ro)) {
-        snprintf(why, sizeof why, "expected an array of strings, got %s", st_type_name(ro));
+        snprintf(why, sizeof why, "expected an array of strings, got %s", tr_json_type_name(ro));
         return st_fail(x, "restrictionOrder", why);
     }
     size_t n = json_array_size(ro);
@@ -272,7 +252,7 @@ static int st_parse_order(st_ctx_t *x, tr_strategies_t *st, const json_t *ro)
         const json_t *v = json_array_get(ro, i);
         snprintf(path, sizeof path, "restrictionOrder[%zu]", i);
         if (!json_is_string(v)) {
-            snprintf(why, sizeof why, "expected a string, got %s", st_type_name(v));
+            snprintf(why, sizeof why, "expected a string, got %s", tr_json_type_name(v));
             return st_fail(x, path, why);
         }
         vals[i] = json_string_value(v);

@@ -80,6 +80,10 @@ int tr_json_from_mp(const uint8_t *mp, size_t len, json_t **out, tr_err_t *err) 
  * NUL-terminated, never past cap; returns the new length. */
 size_t tr_json_path_key(char *buf, size_t cap, size_t at, const char *key, size_t len);
 
+/* "an object", "an array", "a string", "a number", "a boolean" or "null":
+ * the type of a JSON value, for error messages. */
+const char *tr_json_type_name(const json_t *v);
+
 #ifdef __cplusplus
 }
 #endif

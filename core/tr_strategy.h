@@ -106,6 +106,11 @@ const char *tr_strategies_at(const tr_strategies_t *st, size_t i, tr_strategy_t 
  * its materialized state and rebuilds the state when it changes. */
 void tr_strategies_digest(const tr_strategies_t *st, uint8_t out[32]);
 
+/* Checks that a glob is well formed for fnmatch: every '[' closed and no
+ * lone trailing backslash. Returns a static reason, or NULL if it is fine.
+ * (Used for fieldStrategies and branchPolicies keys alike.) */
+const char *tr_glob_problem(const char *p, size_t n);
+
 #ifdef __cplusplus
 }
 #endif
