@@ -78,6 +78,9 @@ static json_t *fail(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* Truncation may cut a UTF-8 sequence; JSON needs whole characters. */
+    size_t n = strlen(msg);
+    while (n > 0 && !tr_utf8_valid(msg, n)) msg[--n] = '\0';
     return json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", tr_errname(code), "message",
                      msg);
 }
