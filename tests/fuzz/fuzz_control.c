@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <unistd.h>
 
 #include "../../agent/daemon/agent.h"
@@ -62,6 +63,20 @@ static void control_up(void)
     zsock_set_rcvtimeo(client, 3000);
 }
 
+/* The private TRELLIS_HOME goes when the process exits normally. */
+static char home_dir[64];
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+static void remove_tree(void)
+{
+    if (home_dir[0]) nftw(home_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
@@ -71,7 +86,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     zsys_init();
     zsys_set_logstream(NULL);
     zsys_handler_set(NULL);
-    if (!mkdtemp(dir) || setenv("TRELLIS_HOME", dir, 1) || tr_crypto_init() ||
+    if (!mkdtemp(dir)) abort();
+    snprintf(home_dir, sizeof home_dir, "%s", dir);
+    atexit(remove_tree);
+    if (setenv("TRELLIS_HOME", dir, 1) || tr_crypto_init() ||
         tr_home_open(&A.home, &err) || tr_home_mkdir(tr_home_config(A.home), &err) ||
         tr_identity_from_seed(seed, &A.id))
         abort();

@@ -9,6 +9,10 @@
 # Prints "ok fuzz/<harness>" or "FAIL fuzz/<harness>: …" per harness and the
 # closing "N passed, N failed, N skipped" line of tests/run.sh. Binaries are
 # cached in $TRELLIS_BUILD/fuzz-replay and rebuilt when a source is newer.
+#
+# An input named *.known is a crash reported but not fixed yet: it is
+# replayed only with TRELLIS_KNOWN_FAILURES=1 and is otherwise reported as
+# skipped (never as passed). Drop the suffix when the fix lands.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -82,7 +86,21 @@ for name in "${built[@]}"; do
     bash "$here/seeds.sh" "$name" "$work/seeds-$name"
     set -- "$work/seeds-$name"
     [ -d "$work/gen/$name" ] && set -- "$@" "$work/gen/$name"
-    [ -d "$here/regress/$name" ] && set -- "$@" "$here/regress/$name"
+    local_known=()
+    if [ -d "$here/regress/$name" ]; then
+        for f in "$here/regress/$name"/*; do
+            [ -f "$f" ] || continue
+            if [[ $f == *.known ]] && [ -z "${TRELLIS_KNOWN_FAILURES:-}" ]; then
+                local_known+=("$(basename "$f")")
+                continue
+            fi
+            set -- "$@" "$f"
+        done
+    fi
+    for f in "${local_known[@]}"; do
+        echo "skip fuzz/$name: known failure (issue 8), regress/$name/$f (TRELLIS_KNOWN_FAILURES=1 replays it)"
+        skipped=$((skipped + 1))
+    done
     if { (cd "$work" && timeout 300 "$out/$name" "$@") >"$work/$name.log" 2>&1; } 2>/dev/null; then
         echo "ok fuzz/$name ($(grep -oE '^[0-9]+ inputs ran' "$work/$name.log" | grep -oE '^[0-9]+') inputs)"
         passed=$((passed + 1))
